@@ -1,0 +1,71 @@
+"""Ollama's text generation in Jupyter and IPython.
+
+``%load_ext ollama_magic`` adds ``%%generate`` (stream an answer into the cell; the
+next cell continues the conversation) and ``%ollama`` (models, threads).  The same
+machinery is available from plain Python as :func:`generate`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .client import OllamaClient
+from .errors import (
+    GenerationInterrupted,
+    InvalidRequestError,
+    ModelNotFoundError,
+    OllamaConnectionError,
+    OllamaMagicError,
+    OllamaResponseError,
+    OllamaTimeoutError,
+    SchemaError,
+)
+from .generation import generate
+from .result import GenerationResult, Stats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GenerationInterrupted",
+    "GenerationResult",
+    "InvalidRequestError",
+    "ModelNotFoundError",
+    "OllamaClient",
+    "OllamaConnectionError",
+    "OllamaMagicError",
+    "OllamaResponseError",
+    "OllamaTimeoutError",
+    "SchemaError",
+    "Stats",
+    "__version__",
+    "generate",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
+
+_loaded: dict[int, Any] = {}
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext ollama_magic``: register the magics and the cell-id hook."""
+    from .magics import GenerateMagics  # imported here: IPython-only code stays out of `import ollama_magic`
+
+    from .magics import keep_question_marks
+
+    magics = GenerateMagics(shell=ipython)
+    ipython.register_magics(magics)
+    ipython.events.register("pre_run_cell", magics.pre_run_cell)
+    if keep_question_marks not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(keep_question_marks)
+    _loaded[id(ipython)] = magics
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext ollama_magic``: remove the event hook (IPython keeps magics registered)."""
+    from .magics import keep_question_marks
+
+    magics = _loaded.pop(id(ipython), None)
+    if magics is not None:
+        ipython.events.unregister("pre_run_cell", magics.pre_run_cell)
+    if keep_question_marks in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(keep_question_marks)

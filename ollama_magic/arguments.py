@@ -1,0 +1,258 @@
+"""Parsing the ``%%generate`` line into a request.
+
+The options are declared once here (IPython's ``magic_arguments``, which also gives
+``%%generate?`` its help).  :func:`split_line` separates the options from a prompt
+written on the same line (``%generate -m llama3.2 Why is the sky blue?``) without
+tokenising the prompt, so apostrophes and quotes in it survive as typed.
+:func:`build_call` turns the parsed options into keyword arguments for
+:func:`ollama_magic.generate`, checking everything that can be checked locally.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from IPython.core.error import UsageError
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from .request import merge_options
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+THINK_LEVELS = ("low", "medium", "high", "true", "false")
+
+_ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
+    (("-m", "--model"), {"help": "Model name (default: %%config GenerateMagics.model)."}),
+    (("--system",), {"help": "System message, overriding the model's."}),
+    (("--template",), {"help": "Prompt template, overriding the model's."}),
+    (("--suffix",), {"help": "Text after the answer (fill-in-the-middle models)."}),
+    (("--raw",), {"action": "store_true", "help": "Send the prompt without template; no context is sent or kept."}),
+    (
+        ("--images",),
+        {"nargs": "+", "metavar": "PATH_OR_VAR", "help": "Image files, or variables holding bytes or PIL images."},
+    ),
+    (
+        ("--format",),
+        {"help": "'json', a JSON schema (inline, a .json file, or a variable holding a dict or pydantic model)."},
+    ),
+    (
+        ("--schema-in-prompt",),
+        {
+            "dest": "schema_in_prompt",
+            "action": "store_true",
+            "default": None,
+            "help": "Also state the schema in the prompt (the default for schemas).",
+        },
+    ),
+    (
+        ("--no-schema-in-prompt",),
+        {"dest": "schema_in_prompt", "action": "store_false", "help": "Do not add the schema to the prompt."},
+    ),
+    (("--retries",), {"type": int, "default": 0, "help": "Ask again up to N times when the answer fails the schema."}),
+    (
+        ("--think",),
+        {
+            "nargs": "?",
+            "const": True,
+            "metavar": "LEVEL",
+            "help": "Ask a reasoning model to think (optionally low/medium/high).",
+        },
+    ),
+    (("--options",), {"metavar": "JSON", "help": "Model options as a JSON object, e.g. '{\"num_ctx\": 8192}'."}),
+    (("-t", "--temperature"), {"type": float, "help": "options.temperature"}),
+    (("--seed",), {"type": int, "help": "options.seed"}),
+    (("--num-predict",), {"type": int, "help": "options.num_predict: the most tokens to generate."}),
+    (("--top-k",), {"type": int, "help": "options.top_k"}),
+    (("--top-p",), {"type": float, "help": "options.top_p"}),
+    (("--num-ctx",), {"type": int, "help": "options.num_ctx: the context window."}),
+    (("--stop",), {"nargs": "+", "metavar": "TEXT", "help": "options.stop: stop sequences."}),
+    (("--no-stream",), {"action": "store_true", "help": "Send stream: false and show the answer when complete."}),
+    (("--keep-alive",), {"metavar": "DURATION", "help": "How long the model stays loaded (e.g. 5m, 0, -1)."}),
+    (("--thread",), {"help": "Conversation thread (default: 'default')."}),
+    (("--new",), {"action": "store_true", "help": "Start the thread afresh."}),
+    (("--no-context",), {"action": "store_true", "help": "Neither send nor store conversation context."}),
+    (("-o", "--out"), {"metavar": "NAME", "help": "Store the result object in this variable."}),
+    (("--quiet",), {"action": "store_true", "help": "Hide the statistics footer."}),
+    (("--no-interpolate",), {"action": "store_true", "help": "Send the prompt verbatim, without {name} filling."}),
+    (("--host",), {"metavar": "URL", "help": "Ollama server (default: %%config GenerateMagics.host / OLLAMA_HOST)."}),
+    (("--timeout",), {"type": float, "metavar": "SECONDS", "help": "Seconds to wait for the server to answer."}),
+]
+
+
+def generate_arguments(func: F) -> F:
+    """Decorate a magic with every ``%%generate`` option (and its help text)."""
+    for flags, kwargs in reversed(_ARGUMENTS):
+        func = argument(*flags, **kwargs)(func)
+    return magic_arguments()(func)  # type: ignore[no-any-return]
+
+
+def _next_token(line: str, pos: int) -> tuple[str, int]:
+    lexer = shlex.shlex(line[pos:], posix=True)
+    lexer.whitespace_split = True
+    lexer.commenters = ""
+    try:
+        token = lexer.get_token()
+    except ValueError as exc:
+        raise UsageError(f"Cannot read the %generate line ({exc}): check its quotes.") from None
+    consumed = lexer.instream.tell()  # type: ignore[union-attr]
+    return token or "", pos + consumed
+
+
+def _skip_space(line: str, pos: int) -> int:
+    while pos < len(line) and line[pos].isspace():
+        pos += 1
+    return pos
+
+
+def split_line(parser: argparse.ArgumentParser, line: str) -> tuple[list[str], str]:
+    """Split a magic line into option tokens and the prompt text that follows them.
+
+    Options come first; the prompt starts at the first word that is not an option or an
+    option's value, or after ``--``.  Options taking several values (``--images``,
+    ``--stop``) take every following word up to the next option, so on a one-line
+    ``%generate`` end them with ``--`` before the prompt.
+    """
+    actions = parser._option_string_actions
+    tokens: list[str] = []
+    pos = _skip_space(line, 0)
+    while pos < len(line) and line[pos] == "-":
+        token, pos = _next_token(line, pos)
+        if token == "--":
+            break
+        name = token.split("=", 1)[0]
+        action = actions.get(name)
+        if action is None:
+            close = [o for o in actions if o.startswith(name)]
+            hint = f" (did you mean {', '.join(close)}?)" if close and name.startswith("--") else ""
+            raise UsageError(f"Unknown option {name!r} for %%generate{hint}; see %%generate? for the list.")
+        tokens.append(token)
+        if "=" in token or action.nargs == 0:
+            pos = _skip_space(line, pos)
+            continue
+        pos = _skip_space(line, pos)
+        if action.nargs is None:
+            if pos >= len(line):
+                raise UsageError(f"Option {name} needs a value.")
+            value, pos = _next_token(line, pos)
+            tokens.append(value)
+        elif action.nargs == "?":
+            if pos < len(line):
+                value, end = _next_token(line, pos)
+                if value.lower() in THINK_LEVELS:
+                    tokens.append(value)
+                    pos = end
+        elif action.nargs == "+":
+            while pos < len(line) and line[pos] != "-":
+                value, pos = _next_token(line, pos)
+                tokens.append(value)
+                pos = _skip_space(line, pos)
+        pos = _skip_space(line, pos)
+    return tokens, line[pos:].strip()
+
+
+@dataclass
+class Call:
+    """What one ``%%generate`` asks for: keyword arguments for generate plus the magic's own."""
+
+    kwargs: dict[str, Any]
+    thread: str = "default"
+    new: bool = False
+    no_context: bool = False
+    out: str | None = None
+    quiet: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def _json_object(text: str, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(
+            f"{what} is not valid JSON ({exc}); put it in single quotes, e.g. --options '{{\"num_ctx\": 8192}}'."
+        ) from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{what} must be a JSON object like '{{\"temperature\": 0}}', not {type(value).__name__}.")
+    return value
+
+
+def _think(value: Any) -> bool | str | None:
+    if value is None or isinstance(value, bool):
+        return value
+    lowered = str(value).lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    return lowered
+
+
+def build_call(
+    args: argparse.Namespace,
+    prompt: str,
+    *,
+    namespace: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+) -> Call:
+    """Check the parsed options and gather everything :func:`generate` needs.
+
+    ``defaults`` holds the configured traits (model, host, timeout, keep_alive, options).
+    Raises UsageError for anything wrong, before any request is made.
+    """
+    from .interpolate import interpolate
+
+    if not args.no_interpolate:
+        prompt = interpolate(prompt, namespace)
+    if args.out is not None and not args.out.isidentifier():
+        raise UsageError(f"-o/--out needs a variable name, not {args.out!r}.")
+    per_cell = _json_object(args.options, "--options") if args.options else None
+    shortcuts = {
+        "temperature": args.temperature,
+        "seed": args.seed,
+        "num_predict": args.num_predict,
+        "top_k": args.top_k,
+        "top_p": args.top_p,
+        "num_ctx": args.num_ctx,
+        "stop": args.stop,
+    }
+    options = merge_options(defaults.get("options"), per_cell, shortcuts)
+    if args.retries < 0:
+        raise UsageError("--retries must be 0 or more.")
+    if args.retries and not args.format:
+        raise UsageError("--retries only applies with --format (it retries answers that fail the schema).")
+    fmt: Any = None
+    if args.format is not None:
+        text = args.format.strip()
+        fmt = namespace[text] if text.isidentifier() and text != "json" and text in namespace else text
+    images = [namespace[i] if i.isidentifier() and i in namespace else i for i in args.images] if args.images else None
+    timeout = args.timeout if args.timeout is not None else defaults.get("timeout")
+    if timeout is not None and timeout <= 0:
+        raise UsageError("--timeout must be a positive number of seconds.")
+    kwargs: dict[str, Any] = {
+        "prompt": prompt,
+        "model": args.model or defaults.get("model") or "",
+        "suffix": args.suffix,
+        "images": images,
+        "format": fmt,
+        "options": options or None,
+        "system": args.system,
+        "template": args.template,
+        "stream": not args.no_stream,
+        "raw": args.raw,
+        "keep_alive": args.keep_alive if args.keep_alive is not None else (defaults.get("keep_alive") or None),
+        "think": _think(args.think),
+        "retries": args.retries,
+        "schema_in_prompt": args.schema_in_prompt,
+        "host": args.host or defaults.get("host") or None,
+        "timeout": timeout,
+    }
+    return Call(
+        kwargs=kwargs,
+        thread=args.thread or "default",
+        new=args.new,
+        no_context=args.no_context or args.raw,
+        out=args.out,
+        quiet=args.quiet,
+    )

@@ -1,0 +1,152 @@
+"""One generation from start to finish, usable without IPython.
+
+:func:`generate` builds the request, streams the answer through an optional callback,
+validates structured output and returns a :class:`~ollama_magic.result.GenerationResult`.
+The ``%%generate`` magic is a thin layer over it, so Python code and the magic behave
+the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from . import structured
+from .client import OllamaClient, Timeout
+from .errors import GenerationInterrupted, OllamaConnectionError, OllamaMagicError
+from .request import ImageInput, build_generate_payload
+from .result import GenerationResult, Stats
+
+#: Called with (response_delta, thinking_delta) for every streamed chunk that carries text.
+ChunkCallback = Callable[[str, str], None]
+#: Called when an attempt begins (1-based number, payload) and when it ends (result).
+AttemptCallback = Callable[[int, dict[str, Any]], None]
+
+
+def generate(
+    prompt: str,
+    model: str,
+    *,
+    suffix: str | None = None,
+    images: Iterable[ImageInput] | None = None,
+    format: Any = None,  # noqa: A002 - Ollama's field name
+    options: Mapping[str, Any] | None = None,
+    system: str | None = None,
+    template: str | None = None,
+    stream: bool = True,
+    raw: bool = False,
+    keep_alive: str | int | float | None = None,
+    context: list[int] | None = None,
+    think: bool | str | None = None,
+    retries: int = 0,
+    schema_in_prompt: bool | None = None,
+    host: str | None = None,
+    timeout: Timeout = None,
+    on_chunk: ChunkCallback | None = None,
+    on_attempt: AttemptCallback | None = None,
+    on_result: Callable[[GenerationResult], None] | None = None,
+    client: OllamaClient | None = None,
+) -> GenerationResult:
+    """Generate a completion with Ollama's ``/api/generate`` and return the result.
+
+    ``format`` is ``"json"``, a JSON schema (a dict, JSON text, a path to a ``.json``
+    file) or a pydantic model class; the schema is checked before sending and the answer
+    is validated on arrival (``result.data`` / ``result.errors``).  With ``retries`` the
+    model is asked again, told what was wrong, until an answer validates.
+
+    ``on_chunk`` sees the text as it streams.  A KeyboardInterrupt closes the connection
+    at once and raises :class:`GenerationInterrupted` carrying the partial result.
+    """
+    fmt = structured.resolve_format(format) if format is not None else None
+    if schema_in_prompt is None:
+        schema_in_prompt = isinstance(fmt, dict)
+    sent_prompt = structured.prompt_with_schema(prompt, fmt) if (fmt and schema_in_prompt) else prompt
+    if retries < 0:
+        raise ValueError("retries must be 0 or more")
+    client = client or OllamaClient(host, timeout)
+    base = {
+        "model": model,
+        "suffix": suffix,
+        "images": list(images) if images else None,
+        "format": fmt,
+        "options": options,
+        "system": system,
+        "template": template,
+        "stream": stream,
+        "raw": raw,
+        "keep_alive": keep_alive,
+        "context": context,
+        "think": think,
+    }
+    payload = build_generate_payload(prompt=sent_prompt, **base)
+    attempt = 1
+    while True:
+        if on_attempt is not None:
+            on_attempt(attempt, payload)
+        result = _stream_one(client, payload, on_chunk)
+        if fmt is not None:
+            result.data, result.errors = structured.validate_answer(result.text, fmt)
+        if on_result is not None:
+            on_result(result)
+        if not result.errors or attempt > retries:
+            return result
+        attempt += 1
+        retry_prompt = structured.retry_prompt(sent_prompt, result.text, result.errors)
+        payload = build_generate_payload(prompt=retry_prompt, **base)
+
+
+def _stream_one(client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCallback | None) -> GenerationResult:
+    """Run one request to completion; on failure, attach what arrived as ``exc.partial``."""
+    parts: list[str] = []
+    thinking: list[str] = []
+    final: dict[str, Any] | None = None
+    model = payload["model"]
+    try:
+        for obj in client.generate_stream(payload):
+            piece = obj.get("response")
+            thought = obj.get("thinking")
+            if piece:
+                parts.append(piece)
+            if thought:
+                thinking.append(thought)
+            if on_chunk is not None and (piece or thought):
+                on_chunk(piece or "", thought or "")
+            if obj.get("done"):
+                final = obj
+                break
+        if final is None:
+            raise OllamaConnectionError(
+                f"The answer from Ollama at {client.base_url} ended before it was complete "
+                "(the server stopped or the connection dropped)."
+            )
+    except KeyboardInterrupt:
+        partial = _result(parts, thinking, model, {}, payload, complete=False)
+        raise GenerationInterrupted(
+            "Generation interrupted: the partial answer is kept and the conversation is unchanged.",
+            partial,
+        ) from None
+    except OllamaMagicError as exc:
+        exc.partial = _result(parts, thinking, model, {}, payload, complete=False)  # type: ignore[attr-defined]
+        raise
+    return _result(parts, thinking, model, final, payload, complete=True)
+
+
+def _result(
+    parts: list[str],
+    thinking: list[str],
+    model: str,
+    final: dict[str, Any],
+    payload: dict[str, Any],
+    *,
+    complete: bool,
+) -> GenerationResult:
+    return GenerationResult(
+        text="".join(parts),
+        model=final.get("model") or model,
+        context=final.get("context"),
+        done_reason=final.get("done_reason"),
+        thinking="".join(thinking) if thinking else None,
+        stats=Stats.from_response(final),
+        complete=complete,
+        request=payload,
+    )

@@ -1,0 +1,225 @@
+"""The IPython magics: ``%%generate`` / ``%generate`` and ``%ollama``.
+
+Thin by design: parse the line (:mod:`.arguments`), pick where the conversation
+continues (:mod:`.conversation`), run :func:`~ollama_magic.generation.generate` with a
+view (:mod:`.render`), and remember the result.  Errors become one line each.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
+from IPython.display import display
+from traitlets import Bool, Dict, Float, Unicode
+
+from . import management, structured
+from .arguments import Call, build_call, generate_arguments, split_line
+from .client import OllamaClient
+from .conversation import ConversationStore, Start
+from .errors import InvalidRequestError, OllamaMagicError
+from .generation import generate
+from .host import parse_host
+from .render import NotebookView, TerminalView, View, footer_text
+from .result import GenerationResult
+
+
+_LINE_GENERATE = re.compile(r"^(\s*)%generate(\s.*)?\?\s*$")
+
+
+def keep_question_marks(lines: list[str]) -> list[str]:
+    """Let a one-line ``%generate ... why?`` end with a question mark.
+
+    IPython reads a line ending in ``?`` as a request for help on its last word; a
+    prompt is usually a question, so such ``%generate`` lines are turned into the
+    explicit magic call before IPython's help transformer sees them.
+    """
+    out = []
+    for line in lines:
+        match = _LINE_GENERATE.match(line)
+        if match and not line.lstrip().startswith("%%"):
+            rest = line.strip()[len("%generate") :].strip()
+            out.append(f"{match.group(1)}get_ipython().run_line_magic('generate', {rest!r})\n")
+        else:
+            out.append(line)
+    return out
+
+
+@magics_class
+class GenerateMagics(Magics):
+    """Ollama text generation in notebook cells.  Settings: ``%config GenerateMagics``."""
+
+    model = Unicode("", help="Default model for %%generate (e.g. 'llama3.2').").tag(config=True)
+    host = Unicode(
+        "", help="Ollama server, e.g. '127.0.0.1:11434'. Empty: OLLAMA_HOST, read at each request, else the default."
+    ).tag(config=True)
+    timeout = Float(
+        300.0, allow_none=True, help="Seconds to wait for the server to connect or send the next part of an answer."
+    ).tag(config=True)
+    keep_alive = Unicode("", help="Default keep_alive (e.g. '5m', '0', '-1'); empty: the server's default.").tag(
+        config=True
+    )
+    options = Dict(help="Model options merged under each cell's --options and shortcuts.").tag(config=True)
+    show_stats = Bool(True, help="Show the statistics footer under each answer.").tag(config=True)
+    update_interval = Float(0.05, help="Seconds between display updates while an answer streams.").tag(config=True)
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.conversations = ConversationStore()
+        self.cell_id: str | None = None
+
+    # -- IPython events -------------------------------------------------------------
+
+    def pre_run_cell(self, info: Any) -> None:
+        """Note which notebook cell runs (Jupyter sends its id) and that a new execution began."""
+        self.cell_id = getattr(info, "cell_id", None)
+        self.conversations.new_execution(info)
+
+    # -- %%generate -----------------------------------------------------------------
+
+    @no_var_expand
+    @generate_arguments
+    @line_cell_magic
+    def generate(self, line: str, cell: str | None = None) -> None:
+        """Generate text with Ollama; the cell body (or the rest of the line) is the prompt.
+
+        The next %%generate in the same --thread continues the conversation.
+        """
+        call = self._parse(line, cell)
+        self._run(call)
+
+    def _defaults(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "host": self.host,
+            "timeout": self.timeout,
+            "keep_alive": self.keep_alive,
+            "options": self.options,
+        }
+
+    def _parse(self, line: str, cell: str | None) -> Call:
+        parser = self.generate.parser  # type: ignore[attr-defined]
+        tokens, rest = split_line(parser, line)
+        args = parser.parse_args(tokens)
+        if cell is not None and rest:
+            raise UsageError(f"Unexpected text on the %%generate line: {rest!r}. The prompt goes in the cell body.")
+        prompt = cell if cell is not None else rest
+        if not prompt.strip():
+            raise UsageError(
+                "The prompt is empty: write it in the cell body under %%generate, or after %generate's options."
+            )
+        try:
+            call = build_call(args, prompt, namespace=self.shell.user_ns, defaults=self._defaults())
+            if not call.kwargs["model"]:
+                raise InvalidRequestError(
+                    "No model given: pass -m MODEL, or set a default with `%config GenerateMagics.model = 'NAME'`."
+                )
+            parse_host(call.kwargs["host"])
+            if call.kwargs["format"] is not None:
+                call.kwargs["format"] = structured.resolve_format(call.kwargs["format"])
+                call.warnings = structured.keyword_warnings(call.kwargs["format"])
+        except (InvalidRequestError, OllamaMagicError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
+        return call
+
+    def _view(self, structured: bool) -> View:
+        """A live display handle in a kernel; text written as it arrives in a terminal."""
+        if getattr(self.shell, "kernel", None) is not None:
+            return NotebookView(display, interval=self.update_interval, structured=structured)
+        return TerminalView(interval=self.update_interval)
+
+    def _run(self, call: Call) -> GenerationResult | None:
+        kwargs = call.kwargs
+        model = kwargs["model"]
+        for warning in call.warnings:
+            print(f"Note: Ollama does not enforce {warning}; the local check is the only guard.", file=sys.stderr)
+        start: Start | None = None
+        if not call.no_context:
+            start = self.conversations.start(call.thread, model, self.cell_id, fresh=call.new)
+            kwargs["context"] = list(start.state.context) if start.state.context else None
+        view = self._view(structured=kwargs["format"] is not None)
+        total = kwargs["retries"] + 1
+        notes = [start.note] if start and start.note else []
+        show_footer = self.show_stats and not call.quiet
+
+        def on_attempt(number: int, payload: dict[str, Any]) -> None:
+            view.attempt(number, total)
+
+        def on_result(result: GenerationResult) -> None:
+            result.thread = None if call.no_context else call.thread
+            result.notes = notes
+            status = ""
+            if result.errors and total > 1:
+                status = "rejected: the answer does not match the schema"
+            view.finish(result, footer_text(result) if show_footer else None, status)
+
+        try:
+            result = generate(**kwargs, on_chunk=view.chunk, on_attempt=on_attempt, on_result=on_result)
+        except InvalidRequestError as exc:
+            raise UsageError(str(exc)) from None
+        except OllamaMagicError as exc:
+            partial: GenerationResult | None = getattr(exc, "partial", None)
+            if partial is not None and (partial.text or partial.thinking):
+                mark = "⏹ interrupted" if "interrupt" in str(exc).lower() else "✗ failed"
+                view.finish(partial, None, f"{mark}: the partial answer is kept; the conversation is unchanged.")
+            raise
+        if start is not None and not result.errors:
+            self.conversations.commit(call.thread, start, result.model or model, result.context)
+        if call.out:
+            self.shell.user_ns[call.out] = result
+        return result
+
+    # -- %ollama --------------------------------------------------------------------
+
+    @line_magic
+    def ollama(self, line: str) -> None:
+        """Manage Ollama: list | ps | show MODEL | pull MODEL | version | threads | reset [THREAD]."""
+        words = line.split()
+        if not words:
+            raise UsageError("Usage: %ollama list | ps | show MODEL | pull MODEL | version | threads | reset [THREAD]")
+        command, rest = words[0], words[1:]
+        client = OllamaClient(self.host or None, self.timeout)
+        if command == "list":
+            print(management.models_table(client.tags()))
+        elif command == "ps":
+            print(management.loaded_table(client.ps()))
+        elif command == "show":
+            name = self._one(rest, "show MODEL")
+            print(management.show_text(name, client.show(name)))
+        elif command == "pull":
+            self._pull(client, self._one(rest, "pull MODEL"))
+        elif command == "version":
+            from . import __version__
+
+            print(f"ollama_magic {__version__}")
+            print(f"Ollama server {client.version()} at {client.base_url}")
+        elif command == "threads":
+            print(management.threads_table(self.conversations))
+        elif command == "reset":
+            forgotten = self.conversations.reset(rest[0] if rest else None)
+            print(f"Forgot thread(s): {', '.join(forgotten)}" if forgotten else "No such thread.")
+        else:
+            raise UsageError(
+                f"Unknown %ollama command {command!r}: use list, ps, show, pull, version, threads or reset."
+            )
+
+    @staticmethod
+    def _one(rest: list[str], usage: str) -> str:
+        if len(rest) != 1:
+            raise UsageError(f"Usage: %ollama {usage}")
+        return rest[0]
+
+    @staticmethod
+    def _pull(client: OllamaClient, name: str) -> None:
+        last = ""
+        for progress in client.pull(name):
+            status = progress.get("status", "")
+            total, done = progress.get("total"), progress.get("completed")
+            text = f"{status} {done * 100 // total}%" if total and done is not None else status
+            if text != last:
+                print(f"\r{text:<60}", end="", flush=True)
+                last = text
+        print()

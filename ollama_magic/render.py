@@ -1,0 +1,288 @@
+"""Showing a generation: live while it streams, and as a saved output when done.
+
+Model output is untrusted.  In a notebook it is rendered to HTML here, by markdown-it
+with raw HTML disabled (``<script>`` and ``<img onerror>`` come out as text, and
+``javascript:`` links are refused), and only that HTML and plain text are sent to the
+frontend: there is no ``text/markdown`` that a frontend could render with raw HTML on.
+
+Re-rendering the whole answer at every token is quadratic, so updates are throttled:
+at most one per ``interval`` seconds, and never more often than every four times the
+previous render took, which keeps the cost of display linear in the answer's length.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import sys
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+from markdown_it import MarkdownIt
+
+from .result import GenerationResult
+
+_markdown = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+
+_STYLE = (
+    "<style>.ollama-magic-footer{color:var(--jp-ui-font-color2,#777);font-size:0.85em;"
+    "margin-top:0.4em}.ollama-magic-status{color:var(--jp-warn-color0,#b26a00)}"
+    ".ollama-magic-errors{color:var(--jp-error-color1,#c62828)}</style>"
+)
+
+
+def markdown_to_html(text: str) -> str:
+    """Render untrusted Markdown to HTML in which nothing can run."""
+    return _markdown.render(text)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """Short human durations: ``0.012 s`` → ``12 ms``.
+
+    >>> format_seconds(0.0123), format_seconds(2.5), format_seconds(None)
+    ('12 ms', '2.50 s', '?')
+    """
+    if seconds is None:
+        return "?"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    return f"{seconds:.2f} s"
+
+
+def footer_text(result: GenerationResult) -> str:
+    """The one-line statistics footer: model, tokens, speed, times, why it stopped."""
+    stats = result.stats
+    bits = [result.model]
+    if stats.eval_count is not None:
+        bits.append(f"{stats.eval_count} tokens")
+    if stats.tokens_per_second is not None:
+        bits.append(f"{stats.tokens_per_second:.1f} tok/s")
+    if stats.prompt_eval_count is not None:
+        bits.append(f"prompt {stats.prompt_eval_count} tokens")
+    bits.append(f"total {format_seconds(stats.total_seconds)}")
+    bits.append(f"load {format_seconds(stats.load_seconds)}")
+    if result.done_reason:
+        bits.append(result.done_reason)
+    if result.thread is not None:
+        bits.append(f"thread {result.thread}")
+    bits.extend(result.notes)
+    return " · ".join(bits)
+
+
+class Answer:
+    """A displayable snapshot of an answer (streaming or final), for IPython's display.
+
+    ``_repr_mimebundle_`` gives ``text/html`` for notebooks and ``text/plain`` for
+    everything else; a valid structured answer adds ``application/json``.
+    """
+
+    def __init__(
+        self,
+        text: str,
+        *,
+        thinking: str = "",
+        status: str = "",
+        footer: str = "",
+        errors: list[str] | None = None,
+        data: Any = None,
+        has_data: bool = False,
+        streaming: bool = False,
+        verbatim: bool = False,
+    ) -> None:
+        self.text = text
+        self.thinking = thinking
+        self.status = status
+        self.footer = footer
+        self.errors = errors or []
+        self.data = data
+        self.has_data = has_data
+        self.streaming = streaming
+        self.verbatim = verbatim
+
+    def _body_html(self) -> str:
+        if self.has_data:
+            pretty = json.dumps(self.data, indent=2, ensure_ascii=False)
+            return f"<pre><code>{html.escape(pretty)}</code></pre>"
+        if self.verbatim:
+            return f"<pre><code>{html.escape(self.text)}</code></pre>"
+        return markdown_to_html(self.text)
+
+    def html(self) -> str:
+        parts = [_STYLE, '<div class="ollama-magic">']
+        if self.thinking:
+            opened = " open" if self.streaming and not self.text else ""
+            parts.append(
+                f"<details{opened}><summary>Thinking</summary>"
+                f'<div class="ollama-magic-thinking">{markdown_to_html(self.thinking)}</div></details>'
+            )
+        parts.append(self._body_html())
+        if self.errors:
+            items = "".join(f"<li>{html.escape(e)}</li>" for e in self.errors)
+            parts.append(f'<div class="ollama-magic-errors">Schema check failed:<ul>{items}</ul></div>')
+        if self.status:
+            parts.append(f'<div class="ollama-magic-status">{html.escape(self.status)}</div>')
+        if self.footer:
+            parts.append(f'<div class="ollama-magic-footer">{html.escape(self.footer)}</div>')
+        parts.append("</div>")
+        return "".join(parts)
+
+    def plain(self) -> str:
+        lines = []
+        if self.thinking:
+            lines.append(f"[thinking]\n{self.thinking}\n[/thinking]")
+        lines.append(json.dumps(self.data, indent=2, ensure_ascii=False) if self.has_data else self.text)
+        if self.errors:
+            lines.append("Schema check failed:\n" + "\n".join(f"  - {e}" for e in self.errors))
+        if self.status:
+            lines.append(self.status)
+        if self.footer:
+            lines.append(f"— {self.footer}")
+        return "\n".join(lines)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        bundle: dict[str, Any] = {"text/plain": self.plain(), "text/html": self.html()}
+        if self.has_data and not self.streaming:
+            bundle["application/json"] = self.data if isinstance(self.data, (dict, list)) else {"value": self.data}
+        return bundle
+
+
+class View:
+    """Where a generation is shown.  Subclasses decide how; the magic only calls these."""
+
+    def chunk(self, piece: str, thought: str) -> None:
+        """A streamed delta arrived."""
+
+    def attempt(self, number: int, total: int) -> None:
+        """A new attempt begins (structured output with retries)."""
+
+    def finish(self, result: GenerationResult, footer: str | None, status: str = "") -> None:
+        """The attempt ended; ``footer`` is None when statistics are hidden."""
+
+
+class NotebookView(View):
+    """Streams into a display handle, updated in place and throttled."""
+
+    def __init__(
+        self,
+        display: Callable[..., Any],
+        interval: float = 0.05,
+        clock: Callable[[], float] = time.monotonic,
+        structured: bool = False,
+    ) -> None:
+        self._display = display
+        self.interval = interval
+        self._clock = clock
+        self._structured = structured
+        self._handle: Any = None
+        self._parts: list[str] = []
+        self._thoughts: list[str] = []
+        self._next = 0.0
+        self._status = ""
+        self.updates = 0
+        self.render_seconds = 0.0
+
+    def attempt(self, number: int, total: int) -> None:
+        self._handle = None
+        self._parts = []
+        self._thoughts = []
+        self._next = 0.0
+        self._status = f"attempt {number} of {total}" if total > 1 else ""
+
+    def chunk(self, piece: str, thought: str) -> None:
+        if piece:
+            self._parts.append(piece)
+        if thought:
+            self._thoughts.append(thought)
+        now = self._clock()
+        if now >= self._next:
+            self._show(
+                Answer(
+                    "".join(self._parts),
+                    thinking="".join(self._thoughts),
+                    status=self._status,
+                    streaming=True,
+                    verbatim=self._structured,
+                )
+            )
+            spent = self._clock() - now
+            self._next = now + max(self.interval, 4 * spent)
+
+    def _show(self, answer: Answer) -> None:
+        start = time.perf_counter()
+        if self._handle is None:
+            self._handle = self._display(answer, display_id=True)
+        else:
+            self._handle.update(answer)
+        self.updates += 1
+        self.render_seconds += time.perf_counter() - start
+
+    def finish(self, result: GenerationResult, footer: str | None, status: str = "") -> None:
+        prefix = self._status
+        structured_ok = bool(result.request.get("format")) and result.complete and not result.errors
+        self._show(
+            Answer(
+                result.text,
+                thinking=result.thinking or "",
+                status=" · ".join(s for s in (prefix, status) if s),
+                footer=footer or "",
+                errors=result.errors,
+                data=result.data,
+                has_data=structured_ok,
+                verbatim=bool(result.request.get("format")),
+            )
+        )
+
+
+class TerminalView(View):
+    """Writes the text as it arrives, for terminal IPython (no display handles there)."""
+
+    def __init__(self, stream: TextIO | None = None, interval: float = 0.05) -> None:
+        self._stream = stream
+        self.interval = interval
+        self._next = 0.0
+        self._thinking = False
+        self._wrote = False
+
+    @property
+    def out(self) -> TextIO:
+        return self._stream or sys.stdout
+
+    def attempt(self, number: int, total: int) -> None:
+        if total > 1:
+            self.out.write(f"[attempt {number} of {total}]\n")
+        self._wrote = False
+
+    def chunk(self, piece: str, thought: str) -> None:
+        out = self.out
+        if thought:
+            if not self._thinking:
+                out.write("[thinking]\n")
+                self._thinking = True
+            out.write(thought)
+        if piece:
+            if self._thinking:
+                out.write("\n[/thinking]\n")
+                self._thinking = False
+            out.write(piece)
+            self._wrote = True
+        now = time.monotonic()
+        if now >= self._next:
+            out.flush()
+            self._next = now + self.interval
+
+    def finish(self, result: GenerationResult, footer: str | None, status: str = "") -> None:
+        out = self.out
+        if self._thinking:
+            out.write("\n[/thinking]\n")
+            self._thinking = False
+        if not self._wrote and result.text:
+            out.write(result.text)  # stream: false, or nothing streamed
+        out.write("\n")
+        if result.errors:
+            out.write("Schema check failed:\n" + "".join(f"  - {e}\n" for e in result.errors))
+        if status:
+            out.write(status + "\n")
+        if footer:
+            out.write(f"— {footer}\n")
+        out.flush()

@@ -1,0 +1,145 @@
+"""Building the ``/api/generate`` request body from what the user asked for.
+
+Pure functions, no I/O beyond reading image files: everything that can be checked
+before sending is checked here, so invalid arguments never reach the server.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import InvalidRequestError
+
+#: Option names with a shortcut flag on the magic line; the flag wins over ``--options``.
+SHORTCUT_OPTIONS = ("temperature", "seed", "num_predict", "top_k", "top_p", "num_ctx", "stop")
+
+ImageInput = bytes | bytearray | memoryview | str | os.PathLike[str] | Any
+
+
+def merge_options(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Merge option dicts, later layers winning; ``None`` values are dropped.
+
+    >>> merge_options({"temperature": 0.2, "seed": 1}, None, {"temperature": 0.9, "seed": None})
+    {'temperature': 0.9, 'seed': 1}
+    """
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        if not layer:
+            continue
+        if not isinstance(layer, Mapping):
+            raise InvalidRequestError(f"options must be a JSON object (a dict), not {type(layer).__name__}")
+        for key, value in layer.items():
+            if value is not None:
+                merged[key] = value
+    return merged
+
+
+def encode_image(image: ImageInput) -> str:
+    """Return ``image`` as the base64 text Ollama expects.
+
+    Accepts raw bytes, a path to a file, or an object with a PIL-style ``save`` method.
+    """
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        data = bytes(image)
+    elif isinstance(image, (str, os.PathLike)):
+        path = Path(image).expanduser()
+        if not path.is_file():
+            raise InvalidRequestError(f"Image file not found: {str(image)!r}")
+        data = path.read_bytes()
+    elif hasattr(image, "save"):
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+        data = buffer.getvalue()
+    else:
+        raise InvalidRequestError(
+            f"Cannot send a {type(image).__name__} as an image: give a file path, bytes, or a PIL image."
+        )
+    if not data:
+        raise InvalidRequestError("An image is empty (0 bytes).")
+    return base64.b64encode(data).decode("ascii")
+
+
+def build_generate_payload(
+    *,
+    model: str,
+    prompt: str,
+    suffix: str | None = None,
+    images: Iterable[ImageInput] | None = None,
+    format: str | Mapping[str, Any] | None = None,  # noqa: A002 - Ollama's field name
+    options: Mapping[str, Any] | None = None,
+    system: str | None = None,
+    template: str | None = None,
+    stream: bool = True,
+    raw: bool = False,
+    keep_alive: str | int | float | None = None,
+    context: list[int] | None = None,
+    think: bool | str | None = None,
+) -> dict[str, Any]:
+    """The JSON body for ``POST /api/generate``; only fields that were set are included.
+
+    Raises :class:`InvalidRequestError` for combinations Ollama would reject, so the user
+    gets a clear local message instead of a terse server error.
+    """
+    if not model or not str(model).strip():
+        raise InvalidRequestError(
+            "No model given: pass -m MODEL, or set a default with `%config GenerateMagics.model = 'NAME'`."
+        )
+    if raw and (system is not None or template is not None):
+        raise InvalidRequestError(
+            "--raw sends the prompt without any template, so it cannot be combined with --system or --template."
+        )
+    payload: dict[str, Any] = {"model": model, "prompt": prompt, "stream": bool(stream)}
+    if suffix is not None:
+        payload["suffix"] = suffix
+    if images:
+        payload["images"] = [encode_image(image) for image in images]
+    if format is not None:
+        if isinstance(format, str) and format != "json":
+            raise InvalidRequestError(f"format must be 'json' or a JSON schema, not {format!r}")
+        payload["format"] = format if isinstance(format, str) else dict(format)
+    if options:
+        payload["options"] = dict(options)
+    if system is not None:
+        payload["system"] = system
+    if template is not None:
+        payload["template"] = template
+    if raw:
+        payload["raw"] = True
+    if keep_alive is not None:
+        payload["keep_alive"] = _keep_alive(keep_alive)
+    if context and not raw:
+        payload["context"] = list(context)
+    if think is not None:
+        payload["think"] = think
+    return payload
+
+
+def _keep_alive(value: str | int | float) -> str | int | float:
+    """Numbers (also numeric strings) are seconds for Ollama; durations like ``5m`` pass as text.
+
+    >>> _keep_alive("0"), _keep_alive("-1"), _keep_alive("10m"), _keep_alive(30)
+    (0, -1, '10m', 30)
+    """
+    if isinstance(value, (int, float)):
+        return value
+    text = str(value).strip()
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        pass
+
+    if not re.fullmatch(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+", text):
+        raise InvalidRequestError(
+            f"keep_alive {text!r} is not a duration: use seconds (e.g. 300, 0, -1) or Go durations like '5m', '1h30m'."
+        )
+    return text

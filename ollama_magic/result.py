@@ -1,0 +1,86 @@
+"""What a generation gives back: the text, the context and the server's statistics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+_NS = 1e9
+
+
+@dataclass(frozen=True)
+class Stats:
+    """The counts and durations Ollama reports in its final object (durations in ns)."""
+
+    total_duration: int | None = None
+    load_duration: int | None = None
+    prompt_eval_count: int | None = None
+    prompt_eval_duration: int | None = None
+    eval_count: int | None = None
+    eval_duration: int | None = None
+
+    @classmethod
+    def from_response(cls, final: dict[str, Any]) -> Stats:
+        """Read the statistics from Ollama's last (``done``) object."""
+        return cls(**{name: final.get(name) for name in cls.__dataclass_fields__})
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        """Generation speed, ``eval_count / eval_duration``, as Ollama's CLI reports it."""
+        if not self.eval_count or not self.eval_duration:
+            return None
+        return self.eval_count / self.eval_duration * _NS
+
+    @property
+    def total_seconds(self) -> float | None:
+        return None if self.total_duration is None else self.total_duration / _NS
+
+    @property
+    def load_seconds(self) -> float | None:
+        return None if self.load_duration is None else self.load_duration / _NS
+
+    def as_dict(self) -> dict[str, Any]:
+        """All fields plus ``tokens_per_second``, for a table or a DataFrame row."""
+        out = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out["tokens_per_second"] = self.tokens_per_second
+        return out
+
+
+@dataclass
+class GenerationResult:
+    """One answer from ``/api/generate``.
+
+    ``complete`` is False when the stream ended early (interrupted or broken); such a
+    result is never used to continue a conversation.
+    """
+
+    text: str
+    model: str
+    context: list[int] | None = None
+    done_reason: str | None = None
+    thinking: str | None = None
+    data: Any = None
+    errors: list[str] = field(default_factory=list)
+    stats: Stats = field(default_factory=Stats)
+    complete: bool = True
+    thread: str | None = None
+    notes: list[str] = field(default_factory=list)
+    request: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __repr__(self) -> str:
+        bits = [f"model={self.model!r}"]
+        if self.stats.eval_count is not None:
+            bits.append(f"tokens={self.stats.eval_count}")
+        tps = self.stats.tokens_per_second
+        if tps is not None:
+            bits.append(f"{tps:.1f} tok/s")
+        bits.append(f"done_reason={self.done_reason!r}")
+        if not self.complete:
+            bits.append("incomplete")
+        if self.errors:
+            bits.append(f"{len(self.errors)} schema error(s)")
+        text = self.text if len(self.text) <= 60 else self.text[:57] + "..."
+        return f"GenerationResult({', '.join(bits)}, text={text!r})"
+
+    def __str__(self) -> str:
+        return self.text
