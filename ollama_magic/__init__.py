@@ -48,9 +48,10 @@ _loaded: dict[int, Any] = {}
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext ollama_magic``: register the magics and the cell-id hook."""
-    from .magics import GenerateMagics  # imported here: IPython-only code stays out of `import ollama_magic`
-
-    from .magics import keep_question_marks
+    from .magics import (
+        GenerateMagics,  # imported here: IPython-only code stays out of `import ollama_magic`
+        keep_question_marks,
+    )
 
     magics = GenerateMagics(shell=ipython)
     ipython.register_magics(magics)

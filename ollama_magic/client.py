@@ -7,11 +7,13 @@ Ollama can report a failure inside a 200 stream.
 
 from __future__ import annotations
 
+import http.client
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import requests
+import urllib3
 
 from .errors import (
     ModelNotFoundError,
@@ -21,9 +23,9 @@ from .errors import (
 )
 from .host import resolve_host
 
-#: Bytes asked of the socket at a time.  Ollama streams with chunked transfer encoding,
-#: so a read returns as soon as one chunk (one NDJSON line) has arrived: a large value
-#: costs no latency and saves Python-level iterations on fast streams.
+#: The most bytes taken from the socket in one read.  Reads return as soon as anything
+#: has arrived (see :func:`_blocks`), so a large value costs no latency and saves
+#: Python-level iterations on fast streams.
 READ_SIZE = 64 * 1024
 
 Timeout = float | tuple[float, float] | None
@@ -151,15 +153,35 @@ class OllamaClient:
         return self._json("POST", "/api/show", json={"model": model})
 
 
+def _blocks(response: requests.Response) -> Iterator[bytes]:
+    """Yield the body as it arrives: each read returns whatever bytes are available.
+
+    ``read1`` returns as soon as any data is there, with or without chunked transfer
+    encoding (a proxy may strip it), so the first token is never held back waiting for
+    a full buffer.  Old urllib3 (1.x) lacks ``read1``; there we fall back to ``stream``.
+    """
+    raw = response.raw
+    read1 = getattr(raw, "read1", None)
+    if read1 is None:
+        yield from raw.stream(READ_SIZE, decode_content=True)
+        return
+    while True:
+        block = read1(READ_SIZE)
+        if not block:
+            return
+        yield block
+
+
 def iter_ndjson(response: requests.Response, base_url: str = "") -> Iterator[dict[str, Any]]:
     """Yield the JSON objects of an NDJSON response, raising on ``error`` lines.
 
-    A line that is not JSON, or a connection that drops before ``done``, raises an
-    :class:`OllamaConnectionError` naming what happened; the caller keeps what it had.
+    A line that is not JSON raises :class:`OllamaResponseError`; a connection that breaks
+    raises :class:`OllamaConnectionError`.  A stream that simply ends before ``done`` is
+    left to the caller to notice.
     """
     pending = b""
     try:
-        for block in response.raw.stream(READ_SIZE, decode_content=True):
+        for block in _blocks(response):
             lines = block.split(b"\n")
             lines[0] = pending + lines[0]
             pending = lines.pop()
@@ -168,16 +190,15 @@ def iter_ndjson(response: requests.Response, base_url: str = "") -> Iterator[dic
                     yield _decode_line(line)
         if pending.strip():
             yield _decode_line(pending)
-    except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+    except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, http.client.HTTPException, OSError) as exc:
+        if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, requests.exceptions.Timeout, TimeoutError)):
+            raise OllamaTimeoutError(
+                f"Ollama at {base_url} stopped sending for longer than the timeout: "
+                "raise it with --timeout or `%config GenerateMagics.timeout`."
+            ) from exc
         raise OllamaConnectionError(
             f"The connection to Ollama at {base_url} broke before the answer was complete."
         ) from exc
-    except Exception as exc:  # urllib3 errors surface unwrapped from raw.stream
-        if type(exc).__module__.startswith("urllib3"):
-            raise OllamaConnectionError(
-                f"The connection to Ollama at {base_url} broke before the answer was complete."
-            ) from exc
-        raise
 
 
 def _decode_line(line: bytes) -> dict[str, Any]:

@@ -109,11 +109,13 @@ def _stream_one(client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCa
                 parts.append(piece)
             if thought:
                 thinking.append(thought)
-            if on_chunk is not None and (piece or thought):
-                on_chunk(piece or "", thought or "")
             if obj.get("done"):
+                # Not passed to on_chunk: the view's finish() shows the complete answer,
+                # so a `stream: false` answer is displayed once, complete.
                 final = obj
                 break
+            if on_chunk is not None and (piece or thought):
+                on_chunk(piece or "", thought or "")
         if final is None:
             raise OllamaConnectionError(
                 f"The answer from Ollama at {client.base_url} ended before it was complete "

@@ -26,7 +26,6 @@ from .host import parse_host
 from .render import NotebookView, TerminalView, View, footer_text
 from .result import GenerationResult
 
-
 _LINE_GENERATE = re.compile(r"^(\s*)%generate(\s.*)?\?\s*$")
 
 
@@ -106,7 +105,8 @@ class GenerateMagics(Magics):
         args = parser.parse_args(tokens)
         if cell is not None and rest:
             raise UsageError(f"Unexpected text on the %%generate line: {rest!r}. The prompt goes in the cell body.")
-        prompt = cell if cell is not None else rest
+        # Trailing newlines of a cell body are an artefact of the editor, not part of the prompt.
+        prompt = cell.lstrip("\n").rstrip() if cell is not None else rest
         if not prompt.strip():
             raise UsageError(
                 "The prompt is empty: write it in the cell body under %%generate, or after %generate's options."

@@ -242,7 +242,7 @@ class TerminalView(View):
         self.interval = interval
         self._next = 0.0
         self._thinking = False
-        self._wrote = False
+        self._written = 0
 
     @property
     def out(self) -> TextIO:
@@ -251,7 +251,7 @@ class TerminalView(View):
     def attempt(self, number: int, total: int) -> None:
         if total > 1:
             self.out.write(f"[attempt {number} of {total}]\n")
-        self._wrote = False
+        self._written = 0
 
     def chunk(self, piece: str, thought: str) -> None:
         out = self.out
@@ -265,7 +265,7 @@ class TerminalView(View):
                 out.write("\n[/thinking]\n")
                 self._thinking = False
             out.write(piece)
-            self._wrote = True
+            self._written += len(piece)
         now = time.monotonic()
         if now >= self._next:
             out.flush()
@@ -276,8 +276,7 @@ class TerminalView(View):
         if self._thinking:
             out.write("\n[/thinking]\n")
             self._thinking = False
-        if not self._wrote and result.text:
-            out.write(result.text)  # stream: false, or nothing streamed
+        out.write(result.text[self._written :])  # all of it for `stream: false`
         out.write("\n")
         if result.errors:
             out.write("Schema check failed:\n" + "".join(f"  - {e}\n" for e in result.errors))

@@ -1,0 +1,185 @@
+"""Shared fixtures: a fake Ollama on a real local port, and real IPython shells.
+
+The fake server (pytest-httpserver) answers like Ollama 0.9.3 does, with NDJSON over
+chunked transfer encoding; tests that need faults a real server cannot produce (a
+dropped connection, a broken line, a 503) script them here.  Behaviour a real server
+can show is also tested against one in tests/e2e/.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from IPython import get_ipython
+from IPython.core.displaypub import DisplayPublisher
+from IPython.testing.globalipapp import start_ipython
+from pytest_httpserver import HTTPServer
+from werkzeug.wrappers import Request, Response
+
+FINAL_STATS = {
+    "total_duration": 120_000_000,
+    "load_duration": 20_000_000,
+    "prompt_eval_count": 12,
+    "prompt_eval_duration": 10_000_000,
+    "eval_count": 4,
+    "eval_duration": 40_000_000,
+}
+
+
+def chunk(text: str, model: str = "tiny", **extra: Any) -> dict[str, Any]:
+    return {"model": model, "created_at": "2026-11-26T12:00:00Z", "response": text, "done": False, **extra}
+
+
+def final(
+    context: list[int] | None = None, model: str = "tiny", done_reason: str = "stop", **extra: Any
+) -> dict[str, Any]:
+    body = {"model": model, "created_at": "2026-11-26T12:00:01Z", "response": "", "done": True}
+    body["done_reason"] = done_reason
+    if context is not None:
+        body["context"] = context
+    return {**body, **FINAL_STATS, **extra}
+
+
+@dataclass
+class FakeOllama:
+    """A scripted Ollama: queue answers for /api/generate, read back what was sent."""
+
+    server: HTTPServer
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    answers: list[Callable[[dict[str, Any]], Response]] = field(default_factory=list)
+    yielded: list[int] = field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.requests[-1]
+
+    def stream(self, *objects: dict[str, Any] | str, delay: float = 0.0) -> None:
+        """Queue a streamed answer: dicts become JSON lines, strings are sent as they are."""
+
+        def respond(body: dict[str, Any]) -> Response:
+            index = len(self.yielded)
+            self.yielded.append(0)
+
+            def lines() -> Iterator[bytes]:
+                for obj in objects:
+                    if delay:
+                        time.sleep(delay)
+                    self.yielded[index] += 1
+                    yield (obj if isinstance(obj, str) else json.dumps(obj) + "\n").encode()
+
+            return Response(lines(), mimetype="application/x-ndjson")
+
+        self.answers.append(respond)
+
+    def reply(
+        self, text: str = "Hey now!", context: list[int] | None = None, model: str = "tiny", **extra: Any
+    ) -> None:
+        """Queue an ordinary answer, streamed as one chunk per word."""
+        words = text.split(" ")
+        pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+        self.stream(
+            *(chunk(p, model) for p in pieces), final(context if context is not None else [1, 2, 3], model, **extra)
+        )
+
+    def error(self, status: int, message: str) -> None:
+        self.answers.append(
+            lambda body: Response(json.dumps({"error": message}), status=status, mimetype="application/json")
+        )
+
+    def _handle(self, request: Request) -> Response:
+        body = request.get_json()
+        self.requests.append(body)
+        if not self.answers:
+            return Response(json.dumps({"error": "the test queued no answer"}), status=500)
+        answer = self.answers.pop(0)
+        if body.get("stream") is False:
+            response = answer(body)
+            return _collapse(response)
+        return answer(body)
+
+
+def _collapse(response: Response) -> Response:
+    """Turn a queued stream into Ollama's single ``stream: false`` object."""
+    if response.status_code != 200:
+        return response
+    objects = [json.loads(line) for line in b"".join(response.response).splitlines() if line.strip()]
+    text = "".join(o.get("response", "") for o in objects)
+    last = dict(objects[-1])
+    last["response"] = text
+    return Response(json.dumps(last), mimetype="application/json")
+
+
+@pytest.fixture
+def fake(httpserver: HTTPServer) -> FakeOllama:
+    fake = FakeOllama(httpserver)
+    httpserver.expect_request("/api/generate", method="POST").respond_with_handler(fake._handle)
+    return fake
+
+
+class RecordingPublisher(DisplayPublisher):
+    """Records what the magic sends to the frontend, as a kernel would receive it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.messages: list[dict[str, Any]] = []
+
+    def publish(
+        self,
+        data: dict[str, Any],
+        metadata: Any = None,
+        source: Any = None,
+        *,
+        transient: Any = None,
+        update: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        self.messages.append({"data": data, "transient": transient or {}, "update": update})
+
+    def clear_output(self, wait: bool = False) -> None:
+        self.messages.append({"clear": True})
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.messages[-1]["data"]
+
+
+@pytest.fixture
+def ip(fake: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A real IPython shell (terminal-like) with the extension loaded and pointed at the fake."""
+    monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    shell = start_ipython() or get_ipython()
+    shell.config.pop("GenerateMagics", None)  # no %config leaks from one test to the next
+    shell.run_line_magic("reload_ext", "ollama_magic")
+    shell.run_line_magic("config", f"GenerateMagics.host = {fake.host!r}")
+    yield shell
+    shell.run_line_magic("unload_ext", "ollama_magic")
+    for name in ("r", "r1", "r2", "out", "img", "schema"):
+        shell.user_ns.pop(name, None)
+
+
+@pytest.fixture
+def nb(ip: Any) -> Iterator[Any]:
+    """The same shell made to behave like a notebook kernel: display messages are recorded."""
+    publisher = RecordingPublisher(shell=ip)
+    old_pub = ip.display_pub
+    ip.display_pub = publisher
+    ip.kernel = object()
+    ip.publisher = publisher
+    yield ip
+    ip.display_pub = old_pub
+    del ip.kernel
+    del ip.publisher
+
+
+def run(shell: Any, cell: str, cell_id: str | None = None) -> Any:
+    """Run a cell as a frontend would and return IPython's ExecutionResult."""
+    return shell.run_cell(cell, store_history=True, cell_id=cell_id)
