@@ -20,7 +20,7 @@ from .errors import (
     OllamaTimeoutError,
     SchemaError,
 )
-from .generation import generate
+from .generation import SchemaKeywordWarning, generate
 from .result import GenerationResult, Stats
 
 __version__ = "0.1.0"
@@ -36,6 +36,7 @@ __all__ = [
     "OllamaResponseError",
     "OllamaTimeoutError",
     "SchemaError",
+    "SchemaKeywordWarning",
     "Stats",
     "__version__",
     "generate",

@@ -14,7 +14,7 @@ import argparse
 import json
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from IPython.core.error import UsageError
@@ -165,7 +165,6 @@ class Call:
     no_context: bool = False
     out: str | None = None
     quiet: bool = False
-    warnings: list[str] = field(default_factory=list)
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:

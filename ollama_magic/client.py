@@ -190,7 +190,12 @@ def iter_ndjson(response: requests.Response, base_url: str = "") -> Iterator[dic
                     yield _decode_line(line)
         if pending.strip():
             yield _decode_line(pending)
-    except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, http.client.HTTPException, OSError) as exc:
+    except (
+        urllib3.exceptions.HTTPError,
+        requests.exceptions.RequestException,
+        http.client.HTTPException,
+        OSError,
+    ) as exc:
         if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, requests.exceptions.Timeout, TimeoutError)):
             raise OllamaTimeoutError(
                 f"Ollama at {base_url} stopped sending for longer than the timeout: "

@@ -8,6 +8,7 @@ the same.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -16,6 +17,11 @@ from .client import OllamaClient, Timeout
 from .errors import GenerationInterrupted, OllamaConnectionError, OllamaMagicError
 from .request import ImageInput, build_generate_payload
 from .result import GenerationResult, Stats
+
+
+class SchemaKeywordWarning(UserWarning):
+    """A schema uses a keyword that Ollama does not enforce or rejects (see structured.py)."""
+
 
 #: Called with (response_delta, thinking_delta) for every streamed chunk that carries text.
 ChunkCallback = Callable[[str, str], None]
@@ -45,6 +51,7 @@ def generate(
     on_chunk: ChunkCallback | None = None,
     on_attempt: AttemptCallback | None = None,
     on_result: Callable[[GenerationResult], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
     client: OllamaClient | None = None,
 ) -> GenerationResult:
     """Generate a completion with Ollama's ``/api/generate`` and return the result.
@@ -54,10 +61,18 @@ def generate(
     is validated on arrival (``result.data`` / ``result.errors``).  With ``retries`` the
     model is asked again, told what was wrong, until an answer validates.
 
-    ``on_chunk`` sees the text as it streams.  A KeyboardInterrupt closes the connection
-    at once and raises :class:`GenerationInterrupted` carrying the partial result.
+    ``on_chunk`` sees the text as it streams.  Schema keywords Ollama will not enforce
+    are reported to ``on_warning`` (default: a :class:`SchemaKeywordWarning`).  A
+    KeyboardInterrupt closes the connection at once and raises
+    :class:`GenerationInterrupted` carrying the partial result.
     """
     fmt = structured.resolve_format(format) if format is not None else None
+    for warning in structured.keyword_warnings(fmt) if fmt is not None else ():
+        message = f"Ollama will not enforce this part of the schema, {warning}; only the local check guards it."
+        if on_warning is not None:
+            on_warning(message)
+        else:
+            warnings.warn(message, SchemaKeywordWarning, stacklevel=2)
     if schema_in_prompt is None:
         schema_in_prompt = isinstance(fmt, dict)
     sent_prompt = structured.prompt_with_schema(prompt, fmt) if (fmt and schema_in_prompt) else prompt

@@ -120,7 +120,6 @@ class GenerateMagics(Magics):
             parse_host(call.kwargs["host"])
             if call.kwargs["format"] is not None:
                 call.kwargs["format"] = structured.resolve_format(call.kwargs["format"])
-                call.warnings = structured.keyword_warnings(call.kwargs["format"])
         except (InvalidRequestError, OllamaMagicError, ValueError) as exc:
             raise UsageError(str(exc)) from None
         return call
@@ -134,8 +133,6 @@ class GenerateMagics(Magics):
     def _run(self, call: Call) -> GenerationResult | None:
         kwargs = call.kwargs
         model = kwargs["model"]
-        for warning in call.warnings:
-            print(f"Note: Ollama does not enforce {warning}; the local check is the only guard.", file=sys.stderr)
         start: Start | None = None
         if not call.no_context:
             start = self.conversations.start(call.thread, model, self.cell_id, fresh=call.new)
@@ -157,7 +154,13 @@ class GenerateMagics(Magics):
             view.finish(result, footer_text(result) if show_footer else None, status)
 
         try:
-            result = generate(**kwargs, on_chunk=view.chunk, on_attempt=on_attempt, on_result=on_result)
+            result = generate(
+                **kwargs,
+                on_chunk=view.chunk,
+                on_attempt=on_attempt,
+                on_result=on_result,
+                on_warning=lambda message: print(f"Note: {message}", file=sys.stderr),
+            )
         except InvalidRequestError as exc:
             raise UsageError(str(exc)) from None
         except OllamaMagicError as exc:

@@ -10,6 +10,7 @@ keywords Ollama does not enforce are named, and every answer is validated locall
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,33 @@ from .errors import SchemaError
 
 Format = str | dict[str, Any]
 
-#: Keywords Ollama 0.9.3 accepts but does not enforce (the output can violate them), or
-#: rejects.  Found by sending each one to a real server: see scripts/SCHEMA_PROBE.md and
-#: tests/e2e/test_format_e2e.py, which re-checks these findings against the real server.
-NOT_ENFORCED: dict[str, str] = {}
-REJECTED: dict[str, str] = {}
+#: What Ollama 0.9.3 does with JSON Schema keywords, found by sending each one to a real
+#: server (scripts/probe_schema_keywords.py; the table is scripts/SCHEMA_PROBE.md, and
+#: tests/e2e/test_format_e2e.py re-checks the findings on every CI run).
+IGNORED_KEYWORDS: dict[str, str] = {
+    "multipleOf": "is ignored",
+    "uniqueItems": "is ignored",
+    "if": "(if/then/else) is ignored",
+    "dependentRequired": "is ignored",
+    "dependentSchemas": "is ignored",
+    "minProperties": "is ignored",
+    "maxProperties": "is ignored",
+    "contains": "is ignored",
+    "minContains": "is ignored",
+    "maxContains": "is ignored",
+    "oneOf": "is treated as anyOf (exclusivity is not enforced)",
+}
+#: ``format`` values the grammar enforces; the others (email, uri, ipv4, ...) are ignored.
+ENFORCED_FORMATS = frozenset({"date-time", "date", "time", "uuid"})
+#: Keywords from which Ollama's converter builds a grammar; a non-empty (sub)schema with
+#: none of them (``{"title": "x"}``, which pydantic writes for an ``Any`` field) is rejected.
+UNDERSTOOD = frozenset(
+    {"type", "properties", "items", "prefixItems", "enum", "const", "$ref", "anyOf", "oneOf", "allOf"}
+)
+_NUMERIC_BOUNDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum")
+#: Regex constructs that make the server process crash (SIGSEGV) while building the grammar.
+_CRASHING_PATTERN = re.compile(r"\(\?[:=!<]")
+_REJECTED_PATTERN = re.compile(r"\\[dwsDWS1-9]")
 
 
 def resolve_format(value: Any) -> Format:
@@ -63,6 +86,7 @@ def resolve_format(value: Any) -> Format:
     if not isinstance(schema, dict):
         raise SchemaError(f"A JSON schema must be a JSON object, not {type(schema).__name__}.")
     check_schema(schema)
+    refuse_crashing_patterns(schema)
     return schema
 
 
@@ -78,7 +102,7 @@ def _load_schema_file(path: str) -> Any:
 
 def _where(path: Iterator[Any] | Any) -> str:
     parts = [str(p) for p in path]
-    return "/".join(parts) if parts else "(the top level)"
+    return "/".join(parts) if parts else "the top level"
 
 
 def check_schema(schema: dict[str, Any]) -> None:
@@ -126,34 +150,92 @@ def _pointer(schema: Any, pointer: str) -> Any:
     return node
 
 
+def _subschemas(node: Any, where: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """Every (sub)schema in ``node`` with its path, skipping literal values (enum, const...)."""
+    if not isinstance(node, dict):
+        return
+    yield where, node
+    for key, child in node.items():
+        if key in ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas"):
+            if isinstance(child, dict):
+                for name, sub in child.items():
+                    yield from _subschemas(sub, (*where, key, name))
+        elif key in ("items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames"):
+            yield from _subschemas(child, (*where, key))
+        elif key in ("anyOf", "oneOf", "allOf", "prefixItems") and isinstance(child, list):
+            for i, sub in enumerate(child):
+                yield from _subschemas(sub, (*where, key, i))
+
+
+def _types(node: dict[str, Any]) -> set[str]:
+    value = node.get("type")
+    return {value} if isinstance(value, str) else set(value) if isinstance(value, list) else set()
+
+
+def _node_warnings(node: dict[str, Any]) -> Iterator[str]:
+    """What Ollama will not enforce, or will reject, in this one (sub)schema."""
+    for keyword, why in IGNORED_KEYWORDS.items():
+        if keyword in node:
+            yield f"{keyword!r} {why}"
+    if node and not UNDERSTOOD & node.keys():
+        yield f"a schema with only {sorted(node)} is rejected (HTTP 500): give it a 'type'"
+    if "not" in node and UNDERSTOOD & node.keys():
+        yield "'not' is ignored"
+    bounds = [k for k in _NUMERIC_BOUNDS if k in node]
+    if bounds and "integer" not in _types(node):
+        yield f"{', '.join(map(repr, bounds))} only enforced for type 'integer'"
+    fmt = node.get("format")
+    if isinstance(fmt, str) and fmt not in ENFORCED_FORMATS:
+        yield f"format {fmt!r} is ignored (only {', '.join(sorted(ENFORCED_FORMATS))} are enforced)"
+    if "minItems" in node and not ({"items", "prefixItems"} & node.keys()):
+        yield "'minItems' is ignored without 'items'"
+    properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
+    missing = [k for k in node.get("required", []) if isinstance(k, str) and k not in properties]
+    if missing:
+        yield f"required keys not listed in 'properties' ({', '.join(missing)}) are ignored"
+    all_of = node.get("allOf")
+    if isinstance(all_of, list) and not all(isinstance(s, dict) and "object" in _types(s) for s in all_of):
+        yield "'allOf' is only enforced for object schemas"
+    pattern = node.get("pattern")
+    if isinstance(pattern, str):
+        if not (pattern.startswith("^") and pattern.endswith("$")):
+            yield f"pattern {pattern!r} is rejected (HTTP 500) unless anchored with ^...$"
+        if _REJECTED_PATTERN.search(pattern):
+            yield f"pattern {pattern!r} is rejected (HTTP 500): write classes like [0-9] instead of \\d"
+        if "[^" in pattern:
+            yield f"pattern {pattern!r}: a negated class can let Ollama emit invalid JSON"
+        if re.search(r"[+*?}]\?", pattern):
+            yield f"pattern {pattern!r}: lazy quantifiers are ignored"
+
+
 def keyword_warnings(schema: Format) -> list[str]:
-    """One line per keyword in ``schema`` that Ollama rejects or does not enforce."""
+    """One line per part of ``schema`` that Ollama (0.9.3, probed) rejects or does not enforce.
+
+    The answer is still validated locally, so for these the local check is the only guard.
+    """
     if not isinstance(schema, dict):
         return []
-    found: dict[str, list[str]] = {}
-    for where, keyword in _keywords(schema, ()):
-        if keyword in NOT_ENFORCED or keyword in REJECTED:
-            found.setdefault(keyword, []).append(_where(where))
     lines = []
-    for keyword, places in found.items():
-        why = REJECTED.get(keyword) or NOT_ENFORCED[keyword]
-        lines.append(f"{keyword!r} (at {', '.join(places[:3])}): {why}")
+    for where, node in _subschemas(schema, ()):
+        lines.extend(f"at {_where(where)}: {warning}" for warning in _node_warnings(node))
     return lines
 
 
-def _keywords(node: Any, where: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], str]]:
-    if isinstance(node, dict):
-        for key, child in node.items():
-            yield where, key
-            if key in ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas"):
-                if isinstance(child, dict):
-                    for name, sub in child.items():
-                        yield from _keywords(sub, (*where, key, name))
-            elif key not in ("enum", "const", "default", "examples", "required"):
-                yield from _keywords(child, (*where, key))
-    elif isinstance(node, list):
-        for i, child in enumerate(node):
-            yield from _keywords(child, (*where, i))
+def refuse_crashing_patterns(schema: Format) -> None:
+    """Raise :class:`SchemaError` for ``pattern`` constructs that crash the Ollama server.
+
+    A lookahead ``(?=`` or a non-capturing group ``(?:`` in a pattern kills Ollama 0.9.3's
+    process (SIGSEGV while building the grammar), taking every other user's work with it.
+    """
+    if not isinstance(schema, dict):
+        return
+    for where, node in _subschemas(schema, ()):
+        pattern = node.get("pattern")
+        if isinstance(pattern, str) and _CRASHING_PATTERN.search(pattern):
+            raise SchemaError(
+                f"Refusing to send the schema: the pattern at {_where(where)} uses '(?', which crashes "
+                "the Ollama server (0.9.3); use plain groups '(a|b)' instead."
+            )
 
 
 def prompt_with_schema(prompt: str, fmt: Format) -> str:

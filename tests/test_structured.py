@@ -132,7 +132,9 @@ def test_invalid_schema_is_a_usage_error_and_sends_nothing(
 def test_schema_variable_of_the_wrong_type(ip: Any, fake: FakeOllama, capsys: Any) -> None:
     ip.user_ns["schema"] = 42
     assert not run(ip, "%%generate -m tiny --format schema\nWho?").success
-    assert "format must be 'json', a JSON schema dict or a pydantic model class, not int" in "".join(capsys.readouterr())
+    assert "format must be 'json', a JSON schema dict or a pydantic model class, not int" in "".join(
+        capsys.readouterr()
+    )
     assert fake.requests == []
 
 
@@ -191,7 +193,7 @@ def test_retries_until_valid_and_only_the_accepted_answer_continues(nb: Any, fak
     run(nb, "%%generate -m tiny --format schema --retries 3 -o r\nWho?")
     assert len(fake.requests) == 3
     retry = fake.requests[1]["prompt"]
-    assert "A previous answer was:\n{\"name\": \"Ada\"}" in retry
+    assert 'A previous answer was:\n{"name": "Ada"}' in retry
     assert "$: 'age' is a required property" in retry
     assert "context" not in fake.requests[1]  # each attempt starts from the same conversation
     r = nb.user_ns["r"]
@@ -219,3 +221,55 @@ def test_validate_answer_unit() -> None:
     data, errors = validate_answer('{"a": 1}', {"type": "object", "additionalProperties": False})
     assert data is None
     assert errors == ["$: Additional properties are not allowed ('a' was unexpected)"]
+
+
+# -- what Ollama does not enforce ---------------------------------------------------
+
+
+def test_unenforced_keywords_are_noted_before_sending(ip: Any, fake: FakeOllama, capsys: Any) -> None:
+    ip.user_ns["schema"] = {
+        "type": "object",
+        "properties": {
+            "n": {"type": "number", "minimum": 1, "multipleOf": 2},
+            "mail": {"type": "string", "format": "email"},
+            "when": {"type": "string", "format": "date"},
+            "code": {"type": "string", "pattern": "[0-9]+"},
+        },
+        "required": ["n"],
+    }
+    answer(fake, '{"n": 2}')
+    run(ip, "%%generate -m tiny --format schema\nGo")
+    err = capsys.readouterr().err
+    assert "at properties/n: 'multipleOf' is ignored" in err
+    assert "at properties/n: 'minimum' only enforced for type 'integer'" in err
+    assert "at properties/mail: format 'email' is ignored" in err
+    assert "properties/when" not in err  # date is enforced
+    assert "pattern '[0-9]+' is rejected (HTTP 500) unless anchored" in err
+    assert all(line.startswith("Note: Ollama will not enforce") for line in err.strip().splitlines())
+    assert len(fake.requests) == 1  # a note, not an error: the request is still sent
+
+
+def test_pydantic_any_field_is_noted(fake: FakeOllama) -> None:
+    from ollama_magic.structured import keyword_warnings
+
+    notes = keyword_warnings({"type": "object", "properties": {"x": {"title": "X"}}})
+    assert notes == ["at properties/x: a schema with only ['title'] is rejected (HTTP 500): give it a 'type'"]
+    assert keyword_warnings({"type": "integer", "minimum": 3}) == []
+
+
+def test_python_api_warns_with_a_warning_category(fake: FakeOllama) -> None:
+    from ollama_magic import SchemaKeywordWarning
+
+    answer(fake, "[1, 1]")
+    with pytest.warns(SchemaKeywordWarning, match="'uniqueItems' is ignored"):
+        generate(
+            "Go", "tiny", format={"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, host=fake.host
+        )
+
+
+def test_patterns_that_crash_ollama_are_refused(ip: Any, fake: FakeOllama, capsys: Any) -> None:
+    ip.user_ns["schema"] = {"type": "string", "pattern": "^(?:ab)+$"}
+    assert not run(ip, "%%generate -m tiny --format schema\nGo").success
+    seen = "".join(capsys.readouterr())
+    assert "UsageError: Refusing to send the schema: the pattern at the top level uses '(?'" in seen
+    assert fake.requests == []
