@@ -117,20 +117,26 @@ def _stream_one(client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCa
     final: dict[str, Any] | None = None
     model = payload["model"]
     try:
-        for obj in client.generate_stream(payload):
-            piece = obj.get("response")
-            thought = obj.get("thinking")
-            if piece:
-                parts.append(piece)
-            if thought:
-                thinking.append(thought)
-            if obj.get("done"):
-                # Not passed to on_chunk: the view's finish() shows the complete answer,
-                # so a `stream: false` answer is displayed once, complete.
-                final = obj
-                break
-            if on_chunk is not None and (piece or thought):
-                on_chunk(piece or "", thought or "")
+        # Closed explicitly (not left to garbage collection), so an interrupt or an error
+        # drops the connection at once and Ollama stops generating.
+        stream = client.generate_stream(payload)
+        try:
+            for obj in stream:
+                piece = obj.get("response")
+                thought = obj.get("thinking")
+                if piece:
+                    parts.append(piece)
+                if thought:
+                    thinking.append(thought)
+                if obj.get("done"):
+                    # Not passed to on_chunk: the view's finish() shows the complete answer,
+                    # so a `stream: false` answer is displayed once, complete.
+                    final = obj
+                    break
+                if on_chunk is not None and (piece or thought):
+                    on_chunk(piece or "", thought or "")
+        finally:
+            stream.close()
         if final is None:
             raise OllamaConnectionError(
                 f"The answer from Ollama at {client.base_url} ended before it was complete "

@@ -20,7 +20,7 @@ from . import management, structured
 from .arguments import Call, build_call, generate_arguments, split_line
 from .client import OllamaClient
 from .conversation import ConversationStore, Start
-from .errors import InvalidRequestError, OllamaMagicError
+from .errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
 from .generation import generate
 from .host import parse_host
 from .render import NotebookView, TerminalView, View, footer_text
@@ -166,7 +166,7 @@ class GenerateMagics(Magics):
         except OllamaMagicError as exc:
             partial: GenerationResult | None = getattr(exc, "partial", None)
             if partial is not None and (partial.text or partial.thinking):
-                mark = "⏹ interrupted" if "interrupt" in str(exc).lower() else "✗ failed"
+                mark = "⏹ interrupted" if isinstance(exc, GenerationInterrupted) else "✗ failed"
                 view.finish(partial, None, f"{mark}: the partial answer is kept; the conversation is unchanged.")
             raise
         if start is not None and not result.errors:
@@ -179,10 +179,12 @@ class GenerateMagics(Magics):
 
     @line_magic
     def ollama(self, line: str) -> None:
-        """Manage Ollama: list | ps | show MODEL | pull MODEL | version | threads | reset [THREAD]."""
+        """Manage Ollama: list | ps | show MODEL | pull MODEL | version | threads | reset [THREAD] | ui."""
         words = line.split()
         if not words:
-            raise UsageError("Usage: %ollama list | ps | show MODEL | pull MODEL | version | threads | reset [THREAD]")
+            raise UsageError(
+                "Usage: %ollama list | ps | show MODEL | pull MODEL | version | threads | reset [THREAD] | ui"
+            )
         command, rest = words[0], words[1:]
         client = OllamaClient(self.host or None, self.timeout)
         if command == "list":
@@ -199,6 +201,17 @@ class GenerateMagics(Magics):
 
             print(f"ollama_magic {__version__}")
             print(f"Ollama server {client.version()} at {client.base_url}")
+        elif command == "ui":
+            from .widgets import GeneratePanel
+
+            display(
+                GeneratePanel(
+                    model=self.model,
+                    host=self.host or None,
+                    conversations=self.conversations,
+                    timeout=self.timeout,
+                )
+            )
         elif command == "threads":
             print(management.threads_table(self.conversations))
         elif command == "reset":
