@@ -52,6 +52,7 @@ class OllamaClient:
         session: requests.Session | None = None,
     ) -> None:
         self.host = host
+        self.timeout_seconds = timeout[1] if isinstance(timeout, tuple) else timeout
         # A plain number is the wait for each part of the answer; connecting gets at
         # most 10 s of it, so a wrong host fails quickly even with a long timeout.
         if isinstance(timeout, (int, float)):
@@ -72,7 +73,7 @@ class OllamaClient:
             response = self.session.request(method, url, stream=stream, timeout=self.timeout, **kwargs)
         except requests.exceptions.Timeout as exc:
             raise OllamaTimeoutError(
-                f"Ollama at {self.base_url} did not answer within {self.timeout} s: "
+                f"Ollama at {self.base_url} did not answer within {self.timeout_seconds:g} s: "
                 "raise it with --timeout or `%config GenerateMagics.timeout`."
             ) from exc
         except requests.exceptions.ConnectionError as exc:

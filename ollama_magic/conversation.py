@@ -12,6 +12,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def same_model(a: str, b: str) -> bool:
+    """Whether two names denote one model, as Ollama resolves them (no tag means ``latest``).
+
+    >>> same_model("tiny", "tiny:latest"), same_model("library/tiny", "tiny"), same_model("a:1b", "a:3b")
+    (True, False, False)
+    """
+
+    def full(name: str) -> str:
+        return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+    return full(a) == full(b)
+
+
 @dataclass(frozen=True)
 class ThreadState:
     """An immutable point in a conversation: the model and context to continue from."""
@@ -77,7 +90,7 @@ class ConversationStore:
             state, note = thread.cell_starts[cell_id], None
         else:
             state, note = thread.head, None
-        if state.model is not None and state.model != model and state.context:
+        if state.model is not None and not same_model(state.model, model) and state.context:
             note = f"new conversation: the context of {state.model} cannot continue with {model}"
             state = EMPTY
         return Start(state, note, cell_id if calls == 0 else None)

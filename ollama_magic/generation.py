@@ -14,7 +14,7 @@ from typing import Any
 
 from . import structured
 from .client import OllamaClient, Timeout
-from .errors import GenerationInterrupted, OllamaConnectionError, OllamaMagicError
+from .errors import GenerationInterrupted, OllamaMagicError, OllamaResponseError
 from .request import ImageInput, build_generate_payload
 from .result import GenerationResult, Stats
 
@@ -138,9 +138,12 @@ def _stream_one(client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCa
         finally:
             stream.close()
         if final is None:
-            raise OllamaConnectionError(
-                f"The answer from Ollama at {client.base_url} ended before it was complete "
-                "(the server stopped or the connection dropped)."
+            # The body ended cleanly but without Ollama's final object.  Ollama 0.9.3 does
+            # this when it cuts off a model that repeats one token over and over (its
+            # repeat limit); a server that died would have broken the connection instead.
+            raise OllamaResponseError(
+                f"Ollama at {client.base_url} ended the answer without its final message: the model was "
+                "probably stopped for repeating itself (try another prompt, --num-predict, or a higher temperature)."
             )
     except KeyboardInterrupt:
         partial = _result(parts, thinking, model, {}, payload, complete=False)
@@ -148,6 +151,16 @@ def _stream_one(client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCa
             "Generation interrupted: the partial answer is kept and the conversation is unchanged.",
             partial,
         ) from None
+    except OllamaResponseError as exc:
+        if isinstance(payload.get("think"), str) and "unmarshal" in str(exc):
+            # Ollama before 0.10 accepts only true/false for think.
+            raise OllamaResponseError(
+                f"This Ollama server accepts only --think without a level (it rejected {payload['think']!r}); "
+                "thinking levels need a newer Ollama.",
+                exc.status_code,
+            ) from exc
+        exc.partial = _result(parts, thinking, model, {}, payload, complete=False)  # type: ignore[attr-defined]
+        raise
     except OllamaMagicError as exc:
         exc.partial = _result(parts, thinking, model, {}, payload, complete=False)  # type: ignore[attr-defined]
         raise

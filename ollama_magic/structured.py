@@ -15,9 +15,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from jsonschema.exceptions import SchemaError as _JsonSchemaError
-from jsonschema.validators import validator_for
-
 from .errors import SchemaError
 
 Format = str | dict[str, Any]
@@ -107,6 +104,12 @@ def _where(path: Iterator[Any] | Any) -> str:
 
 def check_schema(schema: dict[str, Any]) -> None:
     """Raise :class:`SchemaError` naming the offending part if ``schema`` is not valid."""
+    # Imported here, not at module level: with Jupyter's extras installed, importing
+    # jsonschema pulls in rfc3987_syntax and costs over a second, which every
+    # `%load_ext` would pay even when no --format is ever used.
+    from jsonschema.exceptions import SchemaError as _JsonSchemaError
+    from jsonschema.validators import validator_for
+
     cls = validator_for(schema)
     try:
         cls.check_schema(schema)
@@ -261,6 +264,8 @@ def validate_answer(text: str, fmt: Format) -> tuple[Any, list[str]]:
         return None, [f"the answer is not valid JSON: {exc}"]
     if not isinstance(fmt, dict):
         return data, []
+    from jsonschema.validators import validator_for
+
     validator = validator_for(fmt)(fmt)
     errors = sorted(validator.iter_errors(data), key=lambda e: (list(map(str, e.absolute_path)), e.message))
     if errors:

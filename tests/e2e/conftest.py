@@ -58,3 +58,23 @@ def real_ip(real_host: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     shell.run_line_magic("reload_ext", "ollama_magic")
     yield shell
     shell.run_line_magic("unload_ext", "ollama_magic")
+
+
+@pytest.fixture
+def real_nb(real_ip: Any) -> Iterator[Any]:
+    """``real_ip`` made notebook-like, as tests/conftest.py's ``nb`` does for the fake server.
+
+    The magic then uses its live display handle; every display message is recorded in
+    ``real_nb.publisher.messages`` (``data``, ``transient``, ``update``).
+    """
+    from ..conftest import RecordingPublisher
+
+    publisher = RecordingPublisher(shell=real_ip)
+    old_pub = real_ip.display_pub
+    real_ip.display_pub = publisher
+    real_ip.kernel = object()
+    real_ip.publisher = publisher
+    yield real_ip
+    real_ip.display_pub = old_pub
+    del real_ip.kernel
+    del real_ip.publisher

@@ -1,0 +1,298 @@
+"""Failures against a real Ollama: one line each, partial answers kept, threads untouched.
+
+Besides the shared server, one test starts a private server of its own (a hard-linked
+copy of the shared server's folder, on another port) so that it can really stop it in the
+middle of an answer, see the "cannot reach" message, and start it again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from ollama_magic import OllamaConnectionError, generate
+
+from ..conftest import RecordingPublisher
+from .conftest import LONG, SHORT
+from .support import (
+    HEY,
+    REPO,
+    assert_one_line,
+    failing_cell,
+    free_port,
+    loaded_models,
+    ollama_server_dir,
+    raw_generate,
+    run,
+    url,
+    wait_until,
+)
+
+INTERRUPTED = (
+    "GenerationInterrupted: Generation interrupted: the partial answer is kept and the conversation is unchanged."
+)
+
+
+def cell_result(shell: Any, cell: str, name: str) -> Any:
+    shell.user_ns.pop(name, None)
+    outcome = run(shell, cell)
+    assert outcome.success, outcome.error_in_exec
+    return shell.user_ns[name]
+
+
+# -- errors from the shared server -------------------------------------------------------
+
+
+def test_a_missing_model_is_one_line_saying_how_to_pull_it(real_ip: Any, real_host: str, capsys: Any) -> None:
+    seen = failing_cell(real_ip, capsys, "%%generate -m nope\nHi")
+    line = assert_one_line(seen)
+    assert line == (
+        f"ModelNotFoundError: Model 'nope' is not on the Ollama server at {url(real_host)}: "
+        "pull it with `ollama pull nope` (or `%ollama pull nope`), or see `%ollama list` for the models you have."
+    )
+
+
+def test_a_port_where_nothing_listens_is_the_unreachable_line(real_ip: Any, capsys: Any) -> None:
+    port = free_port()
+    seen = failing_cell(real_ip, capsys, f"%generate -m {SHORT} --host 127.0.0.1:{port} Hi")
+    line = assert_one_line(seen)
+    assert line.startswith(f"OllamaConnectionError: Could not reach Ollama at http://127.0.0.1:{port}: ")
+    assert "ollama serve" in line and "OLLAMA_HOST" in line
+
+
+def test_a_dead_ollama_host_is_named_in_the_message(real_ip: Any, capsys: Any, monkeypatch: Any) -> None:
+    port = free_port()
+    monkeypatch.setenv("OLLAMA_HOST", f":{port}")  # read at each request, as Ollama's CLI reads it
+    line = assert_one_line(failing_cell(real_ip, capsys, f"%generate -m {SHORT} Hi"))
+    assert f"Could not reach Ollama at http://127.0.0.1:{port}" in line
+
+
+def _unload(host: str, model: str) -> None:
+    raw_generate(host, model=model, prompt="hi", keep_alive=0)
+    assert wait_until(lambda: model not in loaded_models(host), timeout=10)
+
+
+def test_a_timeout_is_one_line(real_ip: Any, real_host: str, capsys: Any) -> None:
+    # A cold model takes ~0.25 s to load before the first byte of the answer.
+    _unload(real_host, SHORT)
+    line = assert_one_line(failing_cell(real_ip, capsys, f"%generate -m {SHORT} --no-context --timeout 0.05 hi"))
+    assert line.startswith(f"OllamaTimeoutError: Ollama at {url(real_host)} did not answer within ")
+    assert "raise it with --timeout" in line
+
+
+def test_the_timeout_message_names_the_seconds_given(real_ip: Any, real_host: str, capsys: Any) -> None:
+    _unload(real_host, SHORT)
+    line = assert_one_line(failing_cell(real_ip, capsys, f"%generate -m {SHORT} --no-context --timeout 0.05 hi"))
+    assert "did not answer within 0.05 s" in line
+
+
+def test_an_answer_that_ollama_cuts_short_keeps_the_partial_and_the_thread(
+    real_nb: Any, real_host: str, capsys: Any
+) -> None:
+    """Ollama 0.9.3 ends the stream, without its final ``done`` object, after the model
+    repeated one token more than 30 times (llm/server.go: "token repeat limit reached").
+    The tiny models answer a prompt ending in ':' with '"' forever, so this is a real case.
+    """
+    r1 = cell_result(real_nb, f"%%generate -m {SHORT} -o r1\nhi", "r1")
+    real_nb.publisher.messages.clear()
+    line = assert_one_line(failing_cell(real_nb, capsys, f"%%generate -m {SHORT}\nsay:"))
+    assert line.startswith(
+        f"OllamaResponseError: Ollama at {url(real_host)} ended the answer without its final message: "
+        "the model was probably stopped for repeating itself"
+    )
+    shown = real_nb.publisher.final["text/plain"]
+    assert shown == '"' * 31 + "\n✗ failed: the partial answer is kept; the conversation is unchanged."
+    r2 = cell_result(real_nb, f"%%generate -m {SHORT} -o r2\nhi", "r2")
+    assert r2.request["context"] == r1.context
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------
+
+
+class InterruptingPublisher(RecordingPublisher):
+    """Records display messages, and raises KeyboardInterrupt (Ctrl-C) at the n-th update."""
+
+    def __init__(self, after_updates: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.after_updates = after_updates
+        self.fired_at: float | None = None
+
+    def publish(self, data: dict[str, Any], *args: Any, update: bool = False, **kwargs: Any) -> None:
+        super().publish(data, *args, update=update, **kwargs)
+        updates = sum(1 for m in self.messages if m.get("update"))
+        if update and self.fired_at is None and updates >= self.after_updates:
+            self.fired_at = time.monotonic()
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_stops_at_once_keeps_the_partial_text_and_the_thread(real_nb: Any, real_host: str, capsys: Any) -> None:
+    t1 = cell_result(real_nb, f"%%generate -m {LONG} --num-predict 5 -o t1\nhi", "t1")
+    interrupting = InterruptingPublisher(3, shell=real_nb)
+    real_nb.display_pub = interrupting
+    try:
+        seen = failing_cell(real_nb, capsys, f"%%generate -m {LONG} --num-predict 2000 -o lost\nhi")
+    finally:
+        real_nb.display_pub = real_nb.publisher
+    assert interrupting.fired_at is not None
+    stopped_in = time.monotonic() - interrupting.fired_at
+    assert assert_one_line(seen) == INTERRUPTED
+    assert "lost" not in real_nb.user_ns
+    shown = interrupting.messages[-1]["data"]["text/plain"]
+    partial, status = shown.rsplit("\n", 1)
+    assert status == "⏹ interrupted: the partial answer is kept; the conversation is unchanged."
+    live = interrupting.messages[-2]["data"]["text/plain"]
+    assert partial.startswith(live) and ("Hey now! " * 250).startswith(partial)
+    assert len(partial) < 2000
+    # The server stopped generating (2000 tokens take many seconds here): the next answer
+    # comes at once, and it continues t1 exactly as the server would continue it.
+    assert stopped_in < 5
+    started = time.monotonic()
+    t2 = cell_result(real_nb, f"%%generate -m {LONG} --num-predict 5 -o t2\nhi", "t2")
+    assert time.monotonic() - started < 5
+    assert t2.request["context"] == t1.context
+    reference = raw_generate(real_host, model=LONG, prompt="hi", context=t1.context, options={"num_predict": 5})
+    assert t2.context == reference["context"]
+    assert t2.stats.prompt_eval_count == reference["prompt_eval_count"]
+
+
+# -- a private server that really stops --------------------------------------------------
+
+SCRIPT = REPO / "scripts" / "local-ollama"
+
+
+@dataclass
+class PrivateServer:
+    folder: Path
+    port: int
+    pids: list[int] = field(default_factory=list)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def _script(self, command: str, *extra: str) -> str:
+        done = subprocess.run(
+            [str(SCRIPT), command, "--dir", str(self.folder), *extra],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, f"local-ollama {command} failed: {done.stderr[-2000:]}"
+        return done.stdout
+
+    def start(self) -> None:
+        out = self._script("start", "--port", str(self.port))
+        assert out.strip().splitlines()[-1] == f"OLLAMA_HOST={self.host}"
+        self.pids.append(int((self.folder / "serve.pid").read_text().strip()))
+
+    @property
+    def pid(self) -> int:
+        return self.pids[-1]
+
+    def stop(self) -> None:
+        self._script("stop")
+
+    @staticmethod
+    def running(pid: int) -> bool:
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+        return b"ollama" in cmdline and b"serve" in cmdline
+
+
+def clone_server_folder(source: Path, target: Path) -> None:
+    """A second server folder: hard links for the big read-only parts, copies for the rest.
+
+    The server and the script write into ``mdl``, ``models``, ``home`` and the pid/log files;
+    those are real copies (or left out), so nothing of the shared server's folder changes.
+    """
+    target.mkdir()
+    for name in ("bin", "lib", "rt"):
+        if (source / name).is_dir():
+            shutil.copytree(source / name, target / name, symlinks=True, copy_function=os.link)
+    for name in ("mdl", "models", "home"):
+        shutil.copytree(source / name, target / name, symlinks=True)
+
+
+@pytest.fixture(scope="module")
+def private_server(real_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServer]:
+    source = ollama_server_dir(real_host)
+    if source is None:
+        pytest.skip("the folder of the server at OLLAMA_E2E_HOST is unknown: set OLLAMA_E2E_DIR to it")
+    target = tmp_path_factory.mktemp("private-ollama") / "dir"
+    try:
+        clone_server_folder(source, target)
+    except OSError as exc:  # e.g. another file system: no hard links
+        pytest.skip(f"cannot hard-link {source} into {target.parent}: {exc}")
+    server = PrivateServer(target, free_port())
+    try:
+        server.start()
+        yield server
+    finally:
+        if (target / "serve.pid").exists():
+            server.stop()
+        for pid in server.pids:  # make sure, by PID, that none of ours is left
+            if server.running(pid):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def test_a_server_that_stops_mid_answer_then_is_down_then_comes_back(
+    private_server: PrivateServer, real_nb: Any, capsys: Any
+) -> None:
+    host = private_server.host
+    first = cell_result(real_nb, f"%%generate -m {SHORT} --host {host} --thread p -o first\nhi", "first")
+    assert first.text == HEY
+
+    # The server goes away in the middle of a long answer (SIGTERM to its PID, as `stop` does).
+    pid = private_server.pid
+    stopped: list[float] = []
+    pieces: list[str] = []
+
+    def stop_after_a_few(text: str, thinking: str) -> None:
+        if not stopped and len(pieces) >= 5:
+            os.kill(pid, signal.SIGTERM)
+            stopped.append(time.monotonic())
+        pieces.append(text)
+
+    with pytest.raises(OllamaConnectionError) as info:
+        generate("hi", LONG, options={"num_predict": 2000}, host=host, on_chunk=stop_after_a_few)
+    assert stopped and time.monotonic() - stopped[0] < 10
+    message = str(info.value)
+    assert message.startswith(f"The connection to Ollama at http://{host} broke") or message.startswith(
+        f"The answer from Ollama at http://{host} ended before"
+    )
+    partial = info.value.partial  # type: ignore[attr-defined]
+    assert partial.text == "".join(pieces) and ("Hey now! " * 250).startswith(partial.text)
+    assert len(partial.text) >= 5
+    assert not partial.complete
+    assert wait_until(lambda: not private_server.running(pid), timeout=15)
+    private_server.stop()  # the script's own clean-up (pid file, runners)
+
+    # Down: the one line that says what to do.
+    line = assert_one_line(failing_cell(real_nb, capsys, f"%%generate -m {SHORT} --host {host} --thread p\nhi"))
+    assert line == (
+        f"OllamaConnectionError: Could not reach Ollama at http://{host}: start it with `ollama serve`, or point to it "
+        "with the OLLAMA_HOST environment variable or `%config GenerateMagics.host = 'host:port'`."
+    )
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"http://{host}/api/version", timeout=2)
+
+    # Back up: the same session carries on, and the thread continues where it was.
+    private_server.start()
+    assert private_server.pid != pid
+    again = cell_result(real_nb, f"%%generate -m {SHORT} --host {host} --thread p -o again\nhi", "again")
+    assert again.text == HEY
+    assert again.request["context"] == first.context
