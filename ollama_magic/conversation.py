@@ -60,7 +60,6 @@ class ConversationStore:
 
     def __init__(self) -> None:
         self.threads: dict[str, Thread] = {}
-        self._execution: object = None
         self._calls_this_execution: dict[str, int] = {}
 
     def thread(self, name: str) -> Thread:
@@ -69,9 +68,8 @@ class ConversationStore:
             self.threads[name] = Thread(name)
         return self.threads[name]
 
-    def new_execution(self, token: object) -> None:
+    def new_execution(self) -> None:
         """Mark the start of a cell execution (called from IPython's ``pre_run_cell``)."""
-        self._execution = token
         self._calls_this_execution = {}
 
     def start(self, name: str, model: str, cell_id: str | None, *, fresh: bool = False) -> Start:

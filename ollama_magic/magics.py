@@ -75,7 +75,7 @@ class GenerateMagics(Magics):
     def pre_run_cell(self, info: Any) -> None:
         """Note which notebook cell runs (Jupyter sends its id) and that a new execution began."""
         self.cell_id = getattr(info, "cell_id", None)
-        self.conversations.new_execution(info)
+        self.conversations.new_execution()
 
     # -- %%generate -----------------------------------------------------------------
 

@@ -16,9 +16,6 @@ from typing import Any
 
 from .errors import InvalidRequestError
 
-#: Option names with a shortcut flag on the magic line; the flag wins over ``--options``.
-SHORTCUT_OPTIONS = ("temperature", "seed", "num_predict", "top_k", "top_p", "num_ctx", "stop")
-
 ImageInput = bytes | bytearray | memoryview | str | os.PathLike[str] | Any
 
 
