@@ -163,7 +163,10 @@ def _blocks(response: requests.Response) -> Iterator[bytes]:
     """
     raw = response.raw
     read1 = getattr(raw, "read1", None)
-    if read1 is None:
+    if read1 is None or getattr(raw, "chunked", False):
+        # Chunked, as Ollama sends it: stream() yields each chunk the moment it has
+        # arrived, at a third of read1's cost per chunk (read1 goes through http.client's
+        # chunk decoder and urllib3's decoded buffer for every line).
         yield from raw.stream(READ_SIZE, decode_content=True)
         return
     while True:

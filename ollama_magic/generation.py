@@ -16,7 +16,7 @@ from . import structured
 from .client import OllamaClient, Timeout
 from .errors import GenerationInterrupted, OllamaMagicError, OllamaResponseError
 from .request import ImageInput, build_generate_payload
-from .result import GenerationResult, Stats
+from .result import GenerationResult, Stats, TextBuffer
 
 
 class SchemaKeywordWarning(UserWarning):
@@ -112,8 +112,8 @@ def generate(
 
 def _stream_one(client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCallback | None) -> GenerationResult:
     """Run one request to completion; on failure, attach what arrived as ``exc.partial``."""
-    parts: list[str] = []
-    thinking: list[str] = []
+    parts = TextBuffer()
+    thinking = TextBuffer()
     final: dict[str, Any] | None = None
     model = payload["model"]
     try:
@@ -168,8 +168,8 @@ def _stream_one(client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCa
 
 
 def _result(
-    parts: list[str],
-    thinking: list[str],
+    parts: TextBuffer,
+    thinking: TextBuffer,
     model: str,
     final: dict[str, Any],
     payload: dict[str, Any],
@@ -177,11 +177,11 @@ def _result(
     complete: bool,
 ) -> GenerationResult:
     return GenerationResult(
-        text="".join(parts),
+        text=str(parts),
         model=final.get("model") or model,
         context=final.get("context"),
         done_reason=final.get("done_reason"),
-        thinking="".join(thinking) if thinking else None,
+        thinking=str(thinking) if thinking else None,
         stats=Stats.from_response(final),
         complete=complete,
         request=payload,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from typing import Any, TextIO
 
 from markdown_it import MarkdownIt
 
-from .result import GenerationResult
+from .result import GenerationResult, TextBuffer
 
 _markdown = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
 
@@ -35,6 +36,70 @@ _STYLE = (
 def markdown_to_html(text: str) -> str:
     """Render untrusted Markdown to HTML in which nothing can run."""
     return _markdown.render(text)
+
+
+#: A line that may be a link reference definition (``[label]: url``), possibly in a quote
+#: or a list item.  A definition changes links anywhere in the text, so a text that may
+#: hold one is always rendered whole.  Deliberately loose: a false match only costs time.
+_REFERENCE = re.compile(r"^[ \t>]*(?:(?:[-+*]|\d{1,9}[.)])[ \t]+)*\[[^\]\n]*\]:", re.MULTILINE)
+
+
+_PARSE_CHUNK = 32 * 1024
+
+
+class StreamingMarkdown:
+    """Markdown to HTML for a text that only grows, rendering each finished block once.
+
+    A top-level block (paragraph, list, fence, table...) is finished once another one
+    has started after it on a complete line: CommonMark closes blocks for good, so what
+    follows can only change the last block.  The finished blocks' HTML is kept and only
+    the tail is parsed again: ``render(text) == markdown_to_html(text)`` at a cost that
+    depends on the text added since the last call, not on the whole answer.  Link
+    reference definitions act on the whole text: with one in sight, renders are whole.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
+        self._done = 0  # characters at the start of the text whose HTML is final
+        self._html: list[str] = []
+        self._mark = ""  # the characters just before _done, to notice a different text
+        self._whole = False
+
+    def render(self, text: str) -> str:
+        done = self._done
+        if done and (len(text) < done or text[max(0, done - 64) : done] != self._mark):
+            self._reset()  # not the text we had: start over
+            done = 0
+        if not self._whole and _REFERENCE.search(text, done):
+            self._whole = True
+        if self._whole:
+            return markdown_to_html(text)
+        tail = text[done:]
+        # Parse at most _PARSE_CHUNK characters at a time: the tokens of a big batch of
+        # new text (a fast stream, a slow frontend) never take much memory.
+        while True:
+            end = tail.rfind("\n", 0, _PARSE_CHUNK) + 1
+            if not end:
+                break
+            tokens = _markdown.parse(tail[:end], {})
+            starts = [i for i, t in enumerate(tokens) if t.level == 0 and t.nesting >= 0 and t.map]
+            if len(starts) < 2:
+                break
+            last = starts[-1]
+            self._html.append(_markdown.renderer.render(tokens[:last], _markdown.options, {}))
+            offset = 0
+            for _ in range(tokens[last].map[0]):  # type: ignore[index]
+                offset = tail.index("\n", offset) + 1
+            done += offset
+            self._done = done
+            self._mark = text[max(0, done - 64) : done]
+            parsed_all = end == tail.rfind("\n") + 1
+            tail = tail[offset:]
+            if parsed_all:
+                break
+        return "".join(self._html) + markdown_to_html(tail)
 
 
 def format_seconds(seconds: float | None) -> str:
@@ -89,7 +154,11 @@ class Answer:
         has_data: bool = False,
         streaming: bool = False,
         verbatim: bool = False,
+        markdown: Callable[[str], str] = markdown_to_html,
+        thinking_markdown: Callable[[str], str] = markdown_to_html,
     ) -> None:
+        self._markdown = markdown
+        self._thinking_markdown = thinking_markdown
         self.text = text
         self.thinking = thinking
         self.status = status
@@ -106,7 +175,7 @@ class Answer:
             return f"<pre><code>{html.escape(pretty)}</code></pre>"
         if self.verbatim:
             return f"<pre><code>{html.escape(self.text)}</code></pre>"
-        return markdown_to_html(self.text)
+        return self._markdown(self.text)
 
     def html(self) -> str:
         parts = [_STYLE, '<div class="ollama-magic">']
@@ -114,7 +183,7 @@ class Answer:
             opened = " open" if self.streaming and not self.text else ""
             parts.append(
                 f"<details{opened}><summary>Thinking</summary>"
-                f'<div class="ollama-magic-thinking">{markdown_to_html(self.thinking)}</div></details>'
+                f'<div class="ollama-magic-thinking">{self._thinking_markdown(self.thinking)}</div></details>'
             )
         parts.append(self._body_html())
         if self.errors:
@@ -175,8 +244,10 @@ class NotebookView(View):
         self._clock = clock
         self._structured = structured
         self._handle: Any = None
-        self._parts: list[str] = []
-        self._thoughts: list[str] = []
+        self._parts = TextBuffer()
+        self._thoughts = TextBuffer()
+        self._markdown = StreamingMarkdown()
+        self._thinking_markdown = StreamingMarkdown()
         self._next = 0.0
         self._status = ""
         self.updates = 0
@@ -184,8 +255,10 @@ class NotebookView(View):
 
     def attempt(self, number: int, total: int) -> None:
         self._handle = None
-        self._parts = []
-        self._thoughts = []
+        self._parts = TextBuffer()
+        self._thoughts = TextBuffer()
+        self._markdown = StreamingMarkdown()
+        self._thinking_markdown = StreamingMarkdown()
         self._next = 0.0
         self._status = f"attempt {number} of {total}" if total > 1 else ""
 
@@ -198,11 +271,13 @@ class NotebookView(View):
         if now >= self._next:
             self._show(
                 Answer(
-                    "".join(self._parts),
-                    thinking="".join(self._thoughts),
+                    str(self._parts),
+                    thinking=str(self._thoughts),
                     status=self._status,
                     streaming=True,
                     verbatim=self._structured,
+                    markdown=self._markdown.render,
+                    thinking_markdown=self._thinking_markdown.render,
                 )
             )
             spent = self._clock() - now
@@ -219,6 +294,9 @@ class NotebookView(View):
 
     def finish(self, result: GenerationResult, footer: str | None, status: str = "") -> None:
         prefix = self._status
+        # The result holds the text now: drop the streamed copy before the final render.
+        self._parts = TextBuffer()
+        self._thoughts = TextBuffer()
         structured_ok = bool(result.request.get("format")) and result.complete and not result.errors
         self._show(
             Answer(
@@ -230,6 +308,8 @@ class NotebookView(View):
                 data=result.data,
                 has_data=structured_ok,
                 verbatim=bool(result.request.get("format")),
+                markdown=self._markdown.render,
+                thinking_markdown=self._thinking_markdown.render,
             )
         )
 
