@@ -26,11 +26,12 @@ from .result import GenerationResult, TextBuffer
 
 _markdown = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
 
-_STYLE = (
-    "<style>.ollama-magic-footer{color:var(--jp-ui-font-color2,#777);font-size:0.85em;"
-    "margin-top:0.4em}.ollama-magic-status{color:var(--jp-warn-color0,#b26a00)}"
-    ".ollama-magic-errors{color:var(--jp-error-color1,#c62828)}</style>"
-)
+# Inline styles, not a <style> element: JupyterLab strips <style> (and var(--jp-...)
+# colours) from outputs of notebooks it does not trust, such as one a colleague shared.
+# Opacity rather than a grey colour keeps the footer readable in dark themes too.
+_FOOTER_STYLE = "opacity:0.7;font-size:0.85em;margin-top:0.4em"
+_STATUS_STYLE = "opacity:0.85;font-style:italic;margin-top:0.4em"
+_ERRORS_STYLE = "color:#c62828"
 
 
 def markdown_to_html(text: str) -> str:
@@ -139,7 +140,8 @@ class Answer:
     """A displayable snapshot of an answer (streaming or final), for IPython's display.
 
     ``_repr_mimebundle_`` gives ``text/html`` for notebooks and ``text/plain`` for
-    everything else; a valid structured answer adds ``application/json``.
+    everything else.  (No ``application/json`` here: JupyterLab ranks its JSON viewer
+    above HTML and would hide the pretty JSON and the footer; see :func:`json_tree`.)
     """
 
     def __init__(
@@ -178,7 +180,7 @@ class Answer:
         return self._markdown(self.text)
 
     def html(self) -> str:
-        parts = [_STYLE, '<div class="ollama-magic">']
+        parts = ['<div class="ollama-magic">']
         if self.thinking:
             opened = " open" if self.streaming and not self.text else ""
             parts.append(
@@ -188,11 +190,13 @@ class Answer:
         parts.append(self._body_html())
         if self.errors:
             items = "".join(f"<li>{html.escape(e)}</li>" for e in self.errors)
-            parts.append(f'<div class="ollama-magic-errors">Schema check failed:<ul>{items}</ul></div>')
+            parts.append(
+                f'<div class="ollama-magic-errors" style="{_ERRORS_STYLE}">Schema check failed:<ul>{items}</ul></div>'
+            )
         if self.status:
-            parts.append(f'<div class="ollama-magic-status">{html.escape(self.status)}</div>')
+            parts.append(f'<div class="ollama-magic-status" style="{_STATUS_STYLE}">{html.escape(self.status)}</div>')
         if self.footer:
-            parts.append(f'<div class="ollama-magic-footer">{html.escape(self.footer)}</div>')
+            parts.append(f'<div class="ollama-magic-footer" style="{_FOOTER_STYLE}">{html.escape(self.footer)}</div>')
         parts.append("</div>")
         return "".join(parts)
 
@@ -210,10 +214,22 @@ class Answer:
         return "\n".join(lines)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        bundle: dict[str, Any] = {"text/plain": self.plain(), "text/html": self.html()}
-        if self.has_data and not self.streaming:
-            bundle["application/json"] = self.data if isinstance(self.data, (dict, list)) else {"value": self.data}
-        return bundle
+        return {"text/plain": self.plain(), "text/html": self.html()}
+
+
+def json_tree(data: Any) -> dict[str, Any]:
+    """A separate output holding a valid structured answer as ``application/json``.
+
+    Frontends with a JSON viewer (JupyterLab) show it as a collapsible tree under the
+    answer; others show the one-line ``text/plain`` summary.
+    """
+    value = data if isinstance(data, (dict, list)) else {"value": data}
+    kind = (
+        f"object with {len(data)} keys"
+        if isinstance(data, dict)
+        else (f"array of {len(data)} items" if isinstance(data, list) else type(data).__name__)
+    )
+    return {"application/json": value, "text/plain": f"(the parsed answer: JSON {kind}; also in the result's .data)"}
 
 
 class View:
@@ -312,6 +328,8 @@ class NotebookView(View):
                 thinking_markdown=self._thinking_markdown.render,
             )
         )
+        if structured_ok:
+            self._display(json_tree(result.data), raw=True)
 
 
 class TerminalView(View):

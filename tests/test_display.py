@@ -29,6 +29,7 @@ def test_final_output_has_html_text_and_footer(nb: Any, fake: FakeOllama) -> Non
     run(nb, "%%generate -m tiny\nHi")
     data = nb.publisher.final
     assert "<strong>now</strong>" in data["text/html"]
+    assert "<style" not in data["text/html"]  # stripped in untrusted notebooks: styles are inline
     assert "text/markdown" not in data
     footer = "tiny · 4 tokens · 100.0 tok/s · prompt 12 tokens · total 120 ms · load 20 ms · stop · thread default"
     assert footer in data["text/plain"]
@@ -50,13 +51,13 @@ def test_model_output_never_becomes_html_or_script(nb: Any, fake: FakeOllama) ->
     fake.stream(chunk(evil), chunk("\n\n```\n</code><script>alert(4)</script>\n```\n"), final([1]))
     run(nb, "%%generate -m tiny\nHi")
     html = nb.publisher.final["text/html"]
-    body = html.split("</style>", 1)[1]
+    body = html
     assert "<script" not in body
     assert "<img" not in body
     assert 'href="javascript' not in body
     assert "&lt;img src=x onerror=" in body  # shown as text
     for message in nb.publisher.messages:  # the live updates too
-        assert "<script" not in message["data"]["text/html"].split("</style>", 1)[1]
+        assert "<script" not in message["data"]["text/html"]
 
 
 def test_thinking_is_shown_apart_and_collapsed(nb: Any, fake: FakeOllama) -> None:
@@ -134,7 +135,7 @@ def test_view_backs_off_when_rendering_is_slow() -> None:
 def test_answer_plain_for_structured_data() -> None:
     answer = Answer('{"a":1}', data={"a": 1}, has_data=True)
     bundle = answer._repr_mimebundle_()
-    assert bundle["application/json"] == {"a": 1}
+    assert set(bundle) == {"text/plain", "text/html"}  # a JSON viewer would hide the footer
     assert '"a": 1' in bundle["text/plain"]
 
 

@@ -151,8 +151,11 @@ def test_valid_answer_is_shown_as_pretty_json(nb: Any, fake: FakeOllama) -> None
     nb.user_ns["schema"] = PERSON
     answer(fake, '{"name":"Ada","age":36,"pets":["cat"]}')
     run(nb, "%%generate -m tiny --format schema -o r\nWho?")
-    shown = nb.publisher.final
-    assert shown["application/json"] == {"name": "Ada", "age": 36, "pets": ["cat"]}
+    answer_output, tree = nb.publisher.messages[-2:]
+    shown = answer_output["data"]
+    assert "application/json" not in shown  # JupyterLab would show only its JSON viewer
+    assert tree["data"]["application/json"] == {"name": "Ada", "age": 36, "pets": ["cat"]}
+    assert tree["data"]["text/plain"] == "(the parsed answer: JSON object with 3 keys; also in the result's .data)"
     assert '"name": "Ada",\n  "age": 36' in shown["text/plain"]
     assert "&quot;name&quot;: &quot;Ada&quot;" in shown["text/html"]
 
@@ -198,8 +201,9 @@ def test_retries_until_valid_and_only_the_accepted_answer_continues(nb: Any, fak
     assert "context" not in fake.requests[1]  # each attempt starts from the same conversation
     r = nb.user_ns["r"]
     assert r.data == {"name": "Ada", "age": 36}
-    displays = {m["transient"]["display_id"] for m in nb.publisher.messages}
+    displays = {m["transient"]["display_id"] for m in nb.publisher.messages if "display_id" in m["transient"]}
     assert len(displays) == 3  # each attempt is visible
+    assert nb.publisher.messages[-1]["data"]["application/json"] == {"name": "Ada", "age": 36}
     texts = [m["data"]["text/plain"] for m in nb.publisher.messages if m["update"]]
     assert any("attempt 1 of 4 · rejected" in t for t in texts)
     answer(fake, '{"name": "B", "age": 1}')
