@@ -224,6 +224,7 @@ def test_answer_is_saved_in_the_notebook_and_shown_after_reload(page: Any, lab: 
 
 # -- e: a notebook someone else saved ---------------------------------------------------
 
+
 def test_shared_untrusted_notebook_still_shows_answer_and_footer(page: Any, lab: Any) -> None:
     """A notebook someone else saved is untrusted here: its HTML outputs are sanitized."""
     from ollama_magic.render import Answer
@@ -250,6 +251,7 @@ def test_shared_untrusted_notebook_still_shows_answer_and_footer(page: Any, lab:
 
 
 # -- d: structured output -----------------------------------------------------------------
+
 
 def test_format_json_shows_pretty_json(page: Any, lab: Any, real_host: str) -> None:
     write_notebook(lab.root / "json.ipynb", LOAD, f"%%generate -m {SHORT} --format json\nhi")
