@@ -234,7 +234,7 @@ def test_the_answer_and_footer_are_in_the_cells_outputs(executed: Executed, save
     assert int(footer["prompt"]) == r1["stats"]["prompt_eval_count"]
     assert float(footer["tps"]) == pytest.approx(r1["stats"]["tokens_per_second"], abs=0.051)
     assert (footer["reason"], footer["thread"]) == ("stop", "default")
-    assert '<div class="ollama-magic-footer">' in html and footer.group(0) in html
+    assert '<div class="ollama-magic-footer" style=' in html and footer.group(0) in html
 
 
 def test_the_saved_notebook_is_valid_and_keeps_every_output(executed: Executed) -> None:
