@@ -8,13 +8,16 @@ can show is also tested against one in tests/e2e/.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import requests
 from IPython import get_ipython
 from IPython.core.displaypub import DisplayPublisher
 from IPython.testing.globalipapp import start_ipython
@@ -166,18 +169,61 @@ def ip(fake: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         shell.user_ns.pop(name, None)
 
 
+@contextlib.contextmanager
+def notebook_like(shell: Any) -> Iterator[Any]:
+    """Make a shell behave like a notebook kernel: the magic then uses its live display
+    handle, and every display message is recorded in ``shell.publisher.messages``."""
+    publisher = RecordingPublisher(shell=shell)
+    old_pub = shell.display_pub
+    shell.display_pub = publisher
+    shell.kernel = object()
+    shell.publisher = publisher
+    try:
+        yield shell
+    finally:
+        shell.display_pub = old_pub
+        del shell.kernel
+        del shell.publisher
+
+
 @pytest.fixture
 def nb(ip: Any) -> Iterator[Any]:
-    """The same shell made to behave like a notebook kernel: display messages are recorded."""
-    publisher = RecordingPublisher(shell=ip)
-    old_pub = ip.display_pub
-    ip.display_pub = publisher
-    ip.kernel = object()
-    ip.publisher = publisher
-    yield ip
-    ip.display_pub = old_pub
-    del ip.kernel
-    del ip.publisher
+    """The fake-server shell made to behave like a notebook kernel."""
+    with notebook_like(ip) as shell:
+        yield shell
+
+
+# -- the real Ollama (tests/e2e and tests/browser) ----------------------------------------
+
+SHORT = os.environ.get("OLLAMA_E2E_MODEL", "tiny")
+LONG = os.environ.get("OLLAMA_E2E_LONG_MODEL", "tiny-long")
+
+
+@pytest.fixture(scope="session")
+def real_host() -> str:
+    """``host:port`` of the real Ollama server, checked to answer; else the test is skipped.
+
+    ``scripts/local-ollama start`` provisions one (``.ci/run`` does it on every CI run) with
+    the models ``tiny`` ("Hey now!", then stops) and ``tiny-long`` (goes on until
+    ``num_predict``).  Without ``OLLAMA_E2E_HOST`` the tests that need it are skipped with
+    that reason, so ``pytest`` alone still passes on a laptop without Ollama.
+    """
+    host = os.environ.get("OLLAMA_E2E_HOST", "").removeprefix("OLLAMA_HOST=")
+    if not host:
+        pytest.skip("no real Ollama server: run `scripts/local-ollama start` and set OLLAMA_E2E_HOST=host:port")
+    from ollama_magic.host import parse_host
+
+    url = parse_host(host)
+    try:
+        models = {m["name"].split(":")[0] for m in requests.get(f"{url}/api/tags", timeout=10).json()["models"]}
+    except (requests.RequestException, ValueError, KeyError) as exc:
+        pytest.fail(f"OLLAMA_E2E_HOST={host} is set but the server does not answer /api/tags: {exc}")
+    missing = {SHORT, LONG} - models
+    if missing:
+        pytest.fail(
+            f"the Ollama server at {url} lacks the test models {sorted(missing)}: run scripts/local-ollama start"
+        )
+    return host
 
 
 def run(shell: Any, cell: str, cell_id: str | None = None) -> Any:

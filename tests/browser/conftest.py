@@ -34,7 +34,7 @@ from typing import Any
 import pytest
 import requests
 
-from .jupyterlab_page import LONG, SHORT, SHOTS
+from .jupyterlab_page import SHOTS
 
 CHROMIUM = os.environ.get("OLLAMA_BROWSER_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -71,30 +71,6 @@ def _need_browser_tools() -> None:
         pytest.skip(f"no Chromium at {CHROMIUM}: run scripts/browser-deps (apt-get install chromium)")
     pytest.importorskip("playwright.sync_api", reason="the browser tests need `pip install playwright`")
     pytest.importorskip("jupyterlab", reason="the browser tests need `pip install jupyterlab`")
-
-
-# -- the real Ollama --------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def real_host() -> str:
-    """``host:port`` of the real Ollama server with the test models; else the test is skipped."""
-    host = os.environ.get("OLLAMA_E2E_HOST", "").removeprefix("OLLAMA_HOST=")
-    if not host:
-        pytest.skip("no real Ollama server: run `scripts/local-ollama start` and set OLLAMA_E2E_HOST=host:port")
-    from ollama_magic.host import parse_host
-
-    url = parse_host(host)
-    try:
-        models = {m["name"].split(":")[0] for m in requests.get(f"{url}/api/tags", timeout=10).json()["models"]}
-    except (requests.RequestException, ValueError, KeyError) as exc:
-        pytest.fail(f"OLLAMA_E2E_HOST={host} is set but the server does not answer /api/tags: {exc}")
-    missing = {SHORT, LONG} - models
-    if missing:
-        pytest.fail(
-            f"the Ollama server at {url} lacks the test models {sorted(missing)}: run scripts/local-ollama start"
-        )
-    return host
 
 
 # -- JupyterLab -------------------------------------------------------------------------

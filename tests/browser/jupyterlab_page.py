@@ -17,8 +17,6 @@ from typing import Any
 
 import nbformat
 
-SHORT = os.environ.get("OLLAMA_E2E_MODEL", "tiny")
-LONG = os.environ.get("OLLAMA_E2E_LONG_MODEL", "tiny-long")
 SHOTS = Path(os.environ.get("OLLAMA_BROWSER_SHOTS", "/tmp/browser-shots"))
 
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"

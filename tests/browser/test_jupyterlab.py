@@ -20,9 +20,8 @@ from typing import Any
 import nbformat
 import pytest
 
+from ..conftest import LONG, SHORT
 from .jupyterlab_page import (
-    LONG,
-    SHORT,
     SHOTS,
     cell,
     dangerous_elements,
