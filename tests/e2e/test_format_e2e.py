@@ -103,3 +103,38 @@ def test_retries_show_each_attempt_and_keep_the_thread(real_ip: Any, capsys: Any
     assert result.errors == ["$.v: 1 is not a multiple of 7"]  # the deterministic model never gets it right
     conversations = real_ip.magics_manager.registry["GenerateMagics"].conversations
     assert conversations.thread("default").head.turns == 0  # no accepted answer, no new turn
+
+
+def _probe_module() -> Any:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "scripts" / "probe_schema_keywords.py"
+    spec = importlib.util.spec_from_file_location("probe_schema_keywords", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_notes_match_the_probe_on_this_server(real_host: str) -> None:
+    """Every keyword probe, run against the real server, agrees with what we tell users.
+
+    A keyword Ollama rejects or does not enforce must get a note before sending; a keyword
+    it enforces must not (no false alarms).  The probe designs each schema so that the
+    tiny model's natural output would violate the keyword if it were not enforced.
+    """
+    probe = _probe_module()
+    missed, false_alarms = [], []
+    for case in probe.PROBES:
+        row = probe.run_probe(real_host, SHORT, case, 48)
+        notes = keyword_warnings(row["schema"])
+        verdict = row["verdict"]
+        if verdict in ("rejected", "accepted but not enforced (output violates)") and not notes:
+            missed.append((case[0], verdict, row["schema"]))
+        # oneOf's branches are enforced (as anyOf); the note is about exclusivity, which the
+        # overlapping-branches probe shows is not enforced.
+        if verdict == "enforced" and notes and case[0] != "oneOf":
+            false_alarms.append((case[0], notes))
+    assert missed == []
+    assert false_alarms == []
