@@ -113,10 +113,6 @@ class GenerateMagics(Magics):
             )
         try:
             call = build_call(args, prompt, namespace=self.shell.user_ns, defaults=self._defaults())
-            if not call.kwargs["model"]:
-                raise InvalidRequestError(
-                    "No model given: pass -m MODEL, or set a default with `%config GenerateMagics.model = 'NAME'`."
-                )
             parse_host(call.kwargs["host"])
             if call.kwargs["format"] is not None:
                 call.kwargs["format"] = structured.resolve_format(call.kwargs["format"])
