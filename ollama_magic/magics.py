@@ -16,7 +16,7 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.display import display
 from traitlets import Bool, Dict, Float, Unicode
 
-from . import management, structured
+from . import structured
 from .arguments import Call, build_call, generate_arguments, split_line
 from .client import OllamaClient
 from .conversation import ConversationStore, Start
@@ -173,65 +173,16 @@ class GenerateMagics(Magics):
 
     # -- %ollama --------------------------------------------------------------------
 
+    def client(self) -> OllamaClient:
+        """A client for the configured server (OLLAMA_HOST is read at each request)."""
+        return OllamaClient(self.host or None, self.timeout)
+
     @line_magic
     def ollama(self, line: str) -> None:
-        """Manage Ollama: list | ps | show MODEL | pull MODEL | version | threads | reset [THREAD] | ui."""
-        words = line.split()
-        if not words:
-            raise UsageError(
-                "Usage: %ollama list | ps | show MODEL | pull MODEL | version | threads | reset [THREAD] | ui"
-            )
-        command, rest = words[0], words[1:]
-        client = OllamaClient(self.host or None, self.timeout)
-        if command == "list":
-            print(management.models_table(client.tags()))
-        elif command == "ps":
-            print(management.loaded_table(client.ps()))
-        elif command == "show":
-            name = self._one(rest, "show MODEL")
-            print(management.show_text(name, client.show(name)))
-        elif command == "pull":
-            self._pull(client, self._one(rest, "pull MODEL"))
-        elif command == "version":
-            from . import __version__
+        """Manage Ollama and the conversations: %ollama help lists the commands.
 
-            print(f"ollama_magic {__version__}")
-            print(f"Ollama server {client.version()} at {client.base_url}")
-        elif command == "ui":
-            from .widgets import GeneratePanel
+        list | ps | show MODEL | pull MODEL | version | threads | reset [THREAD] | ui | help
+        """
+        from . import subcommands
 
-            display(
-                GeneratePanel(
-                    model=self.model,
-                    host=self.host or None,
-                    conversations=self.conversations,
-                    timeout=self.timeout,
-                )
-            )
-        elif command == "threads":
-            print(management.threads_table(self.conversations))
-        elif command == "reset":
-            forgotten = self.conversations.reset(rest[0] if rest else None)
-            print(f"Forgot thread(s): {', '.join(forgotten)}" if forgotten else "No such thread.")
-        else:
-            raise UsageError(
-                f"Unknown %ollama command {command!r}: use list, ps, show, pull, version, threads or reset."
-            )
-
-    @staticmethod
-    def _one(rest: list[str], usage: str) -> str:
-        if len(rest) != 1:
-            raise UsageError(f"Usage: %ollama {usage}")
-        return rest[0]
-
-    @staticmethod
-    def _pull(client: OllamaClient, name: str) -> None:
-        last = ""
-        for progress in client.pull(name):
-            status = progress.get("status", "")
-            total, done = progress.get("total"), progress.get("completed")
-            text = f"{status} {done * 100 // total}%" if total and done is not None else status
-            if text != last:
-                print(f"\r{text:<60}", end="", flush=True)
-                last = text
-        print()
+        subcommands.run(self, line)

@@ -99,3 +99,14 @@ def test_management_errors_are_one_line(ip: Any, fake: FakeOllama, capsys: Any) 
     assert "ModelNotFoundError: Model 'nope' is not on the Ollama server" in seen.out + seen.err
     result = run(ip, "%ollama frobnicate")
     assert "Unknown %ollama command 'frobnicate'" in "".join(capsys.readouterr())
+
+
+def test_ollama_alone_or_help_lists_every_command_with_its_usage(ip: Any, capsys: Any) -> None:
+    for line in ("%ollama", "%ollama help"):
+        run(ip, line)
+        out = capsys.readouterr().out
+        for usage in ("list", "ps", "show MODEL", "pull MODEL", "version", "threads", "reset [THREAD]", "ui"):
+            assert f"%ollama {usage} " in out
+    result = run(ip, "%ollama show")  # a missing argument: the usage, one line, nothing sent
+    assert not result.success
+    assert "Usage: %ollama show MODEL" in "".join(capsys.readouterr())

@@ -1,0 +1,164 @@
+"""The ``%ollama`` subcommands: one small function each, registered with its usage line.
+
+``%ollama`` grows with every feature (models, threads, the panel, waiting for a server,
+pulling with progress, the cache...).  A chain of ``if command == ...`` in the magic would
+grow with it; instead each subcommand is a function here, registered by
+:func:`subcommand` with the usage and one-line summary that ``%ollama help`` (and the
+error for an unknown command) prints.  The magic itself only calls :func:`run`.
+
+A subcommand receives the magics object (for its settings, its conversation store and a
+client built from them) and the words after its name, split like a shell would.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from IPython.core.error import UsageError
+
+from . import management
+
+if TYPE_CHECKING:  # pragma: no cover - typing only: magics imports this module
+    from .magics import GenerateMagics
+
+
+Handler = Callable[["GenerateMagics", list[str]], Any]
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``%ollama NAME ...`` command: what it is called, how to use it, what it does."""
+
+    name: str
+    usage: str
+    summary: str
+    handler: Handler
+
+
+COMMANDS: dict[str, Subcommand] = {}
+
+
+def subcommand(usage: str, summary: str) -> Callable[[Handler], Handler]:
+    """Register the decorated function as ``%ollama`` + the first word of ``usage``."""
+
+    def register(handler: Handler) -> Handler:
+        name = usage.split(maxsplit=1)[0]
+        COMMANDS[name] = Subcommand(name, usage, summary, handler)
+        return handler
+
+    return register
+
+
+def help_text() -> str:
+    """Every subcommand with its usage and summary, as ``%ollama help`` prints it."""
+    width = max(len(c.usage) for c in COMMANDS.values())
+    lines = ["Usage: %ollama COMMAND [ARGS]"]
+    lines.extend(f"  %ollama {c.usage:<{width}}  {c.summary}" for c in COMMANDS.values())
+    return "\n".join(lines)
+
+
+def run(magics: GenerateMagics, line: str) -> Any:
+    """Dispatch one ``%ollama`` line to its subcommand; usage mistakes are one-line UsageErrors."""
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"Cannot read the %ollama line ({exc}): check its quotes.") from None
+    if not words:
+        print(help_text())
+        return None
+    name, args = words[0], words[1:]
+    command = COMMANDS.get(name)
+    if command is None:
+        names = ", ".join(COMMANDS)
+        raise UsageError(f"Unknown %ollama command {name!r}: use one of {names} (see %ollama help).")
+    return command.handler(magics, args)
+
+
+def expect(args: list[str], usage: str, *, at_least: int = 0, at_most: int = 0) -> list[str]:
+    """Check the number of arguments a subcommand got, or say how to use it."""
+    if not at_least <= len(args) <= at_most:
+        raise UsageError(f"Usage: %ollama {usage}")
+    return args
+
+
+# -- the commands, in the order %ollama help lists them -------------------------------------
+
+
+@subcommand("list", "the models on the server")
+def _list(magics: GenerateMagics, args: list[str]) -> None:
+    expect(args, "list")
+    print(management.models_table(magics.client().tags()))
+
+
+@subcommand("ps", "the models loaded in memory now")
+def _ps(magics: GenerateMagics, args: list[str]) -> None:
+    expect(args, "ps")
+    print(management.loaded_table(magics.client().ps()))
+
+
+@subcommand("show MODEL", "a model's details: family, size, capabilities, template")
+def _show(magics: GenerateMagics, args: list[str]) -> None:
+    (name,) = expect(args, "show MODEL", at_least=1, at_most=1)
+    print(management.show_text(name, magics.client().show(name)))
+
+
+@subcommand("pull MODEL", "download a model onto the server, with progress")
+def _pull(magics: GenerateMagics, args: list[str]) -> None:
+    (name,) = expect(args, "pull MODEL", at_least=1, at_most=1)
+    last = ""
+    for progress in magics.client().pull(name):
+        status = progress.get("status", "")
+        total, done = progress.get("total"), progress.get("completed")
+        text = f"{status} {done * 100 // total}%" if total and done is not None else status
+        if text != last:
+            print(f"\r{text:<60}", end="", flush=True)
+            last = text
+    print()
+
+
+@subcommand("version", "this package's version and the server's")
+def _version(magics: GenerateMagics, args: list[str]) -> None:
+    from . import __version__
+
+    expect(args, "version")
+    client = magics.client()
+    print(f"ollama_magic {__version__}")
+    print(f"Ollama server {client.version()} at {client.base_url}")
+
+
+@subcommand("threads", "the conversation threads: model, turns, context length")
+def _threads(magics: GenerateMagics, args: list[str]) -> None:
+    expect(args, "threads")
+    print(management.threads_table(magics.conversations))
+
+
+@subcommand("reset [THREAD]", "forget one conversation thread, or all of them")
+def _reset(magics: GenerateMagics, args: list[str]) -> None:
+    rest = expect(args, "reset [THREAD]", at_most=1)
+    forgotten = magics.conversations.reset(rest[0] if rest else None)
+    print(f"Forgot thread(s): {', '.join(forgotten)}" if forgotten else "No such thread.")
+
+
+@subcommand("ui", "a point-and-click panel that shares the threads with %%generate")
+def _ui(magics: GenerateMagics, args: list[str]) -> None:
+    from IPython.display import display
+
+    from .widgets import GeneratePanel
+
+    expect(args, "ui")
+    display(
+        GeneratePanel(
+            model=magics.model,
+            host=magics.host or None,
+            conversations=magics.conversations,
+            timeout=magics.timeout,
+        )
+    )
+
+
+@subcommand("help", "this list")
+def _help(magics: GenerateMagics, args: list[str]) -> None:
+    print(help_text())
