@@ -27,7 +27,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 THINK_LEVELS = ("low", "medium", "high", "true", "false")
 
 _ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
-    (("-m", "--model"), {"help": "Model name (default: %%config GenerateMagics.model)."}),
+    (("-m", "--model"), {"help": "Model name (default: %%config GenerateMagics.model, else OLLAMA_MAGIC_MODEL)."}),
     (("--system",), {"help": "System message, overriding the model's."}),
     (("--template",), {"help": "Prompt template, overriding the model's."}),
     (("--suffix",), {"help": "Text after the answer (fill-in-the-middle models)."}),

@@ -15,7 +15,7 @@ from typing import Any
 from . import structured
 from .client import OllamaClient, Timeout
 from .errors import GenerationInterrupted, OllamaMagicError, OllamaResponseError
-from .request import ImageInput, build_generate_payload
+from .request import ImageInput, build_generate_payload, resolve_model
 from .result import GenerationResult, Stats, TextBuffer
 
 
@@ -31,7 +31,7 @@ AttemptCallback = Callable[[int, dict[str, Any]], None]
 
 def generate(
     prompt: str,
-    model: str,
+    model: str | None = None,
     *,
     suffix: str | None = None,
     images: Iterable[ImageInput] | None = None,
@@ -61,6 +61,8 @@ def generate(
     is validated on arrival (``result.data`` / ``result.errors``).  With ``retries`` the
     model is asked again, told what was wrong, until an answer validates.
 
+    ``model`` defaults to the ``OLLAMA_MAGIC_MODEL`` environment variable (read now).
+
     ``on_chunk`` sees the text as it streams.  Schema keywords Ollama will not enforce
     are reported to ``on_warning`` (default: a :class:`SchemaKeywordWarning`).  A
     KeyboardInterrupt closes the connection at once and raises
@@ -80,7 +82,7 @@ def generate(
         raise ValueError("retries must be 0 or more")
     client = client or OllamaClient(host, timeout)
     base = {
-        "model": model,
+        "model": resolve_model(model),
         "suffix": suffix,
         "images": list(images) if images else None,
         "format": fmt,

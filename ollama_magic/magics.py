@@ -24,6 +24,7 @@ from .errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
 from .generation import generate
 from .host import parse_host
 from .render import NotebookView, TerminalView, View, footer_text
+from .request import resolve_model
 from .result import GenerationResult
 
 _LINE_GENERATE = re.compile(r"^(\s*)%generate(\s.*)?\?\s*$")
@@ -51,7 +52,9 @@ def keep_question_marks(lines: list[str]) -> list[str]:
 class GenerateMagics(Magics):
     """Ollama text generation in notebook cells.  Settings: ``%config GenerateMagics``."""
 
-    model = Unicode("", help="Default model for %%generate (e.g. 'llama3.2').").tag(config=True)
+    model = Unicode(
+        "", help="Default model for %%generate (e.g. 'llama3.2'). Empty: OLLAMA_MAGIC_MODEL, read at each request."
+    ).tag(config=True)
     host = Unicode(
         "", help="Ollama server, e.g. '127.0.0.1:11434'. Empty: OLLAMA_HOST, read at each request, else the default."
     ).tag(config=True)
@@ -92,7 +95,7 @@ class GenerateMagics(Magics):
 
     def _defaults(self) -> dict[str, Any]:
         return {
-            "model": self.model,
+            "model": resolve_model(self.model),  # else OLLAMA_MAGIC_MODEL, read at each cell
             "host": self.host,
             "timeout": self.timeout,
             "keep_alive": self.keep_alive,

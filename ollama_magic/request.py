@@ -18,6 +18,29 @@ from .errors import InvalidRequestError
 
 ImageInput = bytes | bytearray | memoryview | str | os.PathLike[str] | Any
 
+#: The environment variable naming the default model (Binder's ``start``, a JupyterHub or CI
+#: set it, so notebooks need not hard-code a model).
+MODEL_ENV = "OLLAMA_MAGIC_MODEL"
+
+
+def resolve_model(*choices: str | None) -> str:
+    """The first model named in ``choices``, else ``OLLAMA_MAGIC_MODEL``, else ``""``.
+
+    The variable is read at each call, like ``OLLAMA_HOST``, so a notebook (or a test)
+    that sets it mid-session is obeyed at once.
+
+    >>> os.environ[MODEL_ENV] = "qwen2.5:0.5b"
+    >>> resolve_model("llama3.2", ""), resolve_model(None, "  "), resolve_model()
+    ('llama3.2', 'qwen2.5:0.5b', 'qwen2.5:0.5b')
+    >>> del os.environ[MODEL_ENV]
+    >>> resolve_model(None)
+    ''
+    """
+    for choice in choices:
+        if choice and str(choice).strip():
+            return str(choice).strip()
+    return os.environ.get(MODEL_ENV, "").strip()
+
 
 def merge_options(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
     """Merge option dicts, later layers winning; ``None`` values are dropped.
@@ -85,7 +108,8 @@ def build_generate_payload(
     """
     if not model or not str(model).strip():
         raise InvalidRequestError(
-            "No model given: pass -m MODEL, or set a default with `%config GenerateMagics.model = 'NAME'`."
+            "No model given: pass -m MODEL, or set a default with `%config GenerateMagics.model = 'NAME'` "
+            f"or the {MODEL_ENV} environment variable."
         )
     if raw and (system is not None or template is not None):
         raise InvalidRequestError(

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 
 from . import management
+from .request import resolve_model
 
 if TYPE_CHECKING:  # pragma: no cover - typing only: magics imports this module
     from .magics import GenerateMagics
@@ -151,7 +152,7 @@ def _ui(magics: GenerateMagics, args: list[str]) -> None:
     expect(args, "ui")
     display(
         GeneratePanel(
-            model=magics.model,
+            model=resolve_model(magics.model),
             host=magics.host or None,
             conversations=magics.conversations,
             timeout=magics.timeout,

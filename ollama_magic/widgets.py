@@ -24,6 +24,7 @@ from .conversation import ConversationStore
 from .errors import GenerationInterrupted, OllamaMagicError
 from .generation import generate
 from .render import Answer, footer_text
+from .request import resolve_model
 from .result import GenerationResult
 
 
@@ -57,7 +58,7 @@ class GeneratePanel:
         if models is None:
             models = self._fetch_models()
         self.model = w.Combobox(
-            value=model or (models[0] if models else ""),
+            value=resolve_model(model) or (models[0] if models else ""),
             options=models,
             placeholder="model, e.g. llama3.2",
             description="Model",

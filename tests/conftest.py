@@ -121,6 +121,12 @@ def _collapse(response: Response) -> Response:
     return Response(json.dumps(last), mimetype="application/json")
 
 
+@pytest.fixture(autouse=True)
+def _no_default_model_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OLLAMA_MAGIC_MODEL set in a developer's shell must not change what the tests see."""
+    monkeypatch.delenv("OLLAMA_MAGIC_MODEL", raising=False)
+
+
 @pytest.fixture
 def fake(httpserver: HTTPServer) -> FakeOllama:
     fake = FakeOllama(httpserver)
