@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .batch import BatchInterrupted, BatchResults, generate_many
+from .cache import CacheError, ResultCache
 from .client import OllamaClient
 from .errors import (
     GenerationInterrupted,
@@ -26,6 +28,9 @@ from .result import GenerationResult, Stats
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchInterrupted",
+    "BatchResults",
+    "CacheError",
     "GenerationInterrupted",
     "GenerationResult",
     "InvalidRequestError",
@@ -35,11 +40,13 @@ __all__ = [
     "OllamaMagicError",
     "OllamaResponseError",
     "OllamaTimeoutError",
+    "ResultCache",
     "SchemaError",
     "SchemaKeywordWarning",
     "Stats",
     "__version__",
     "generate",
+    "generate_many",
     "load_ipython_extension",
     "unload_ipython_extension",
 ]

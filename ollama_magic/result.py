@@ -65,6 +65,11 @@ class GenerationResult:
     complete: bool = True
     thread: str | None = None
     notes: list[str] = field(default_factory=list)
+    #: Why this answer is missing or incomplete, in one line (set by generate_many for an
+    #: item that failed or was not run; None for an answer that arrived).
+    error: str | None = None
+    #: True when the answer was served from the cache (ollama_magic.cache), not generated now.
+    cached: bool = False
     request: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:
@@ -75,8 +80,12 @@ class GenerationResult:
         if tps is not None:
             bits.append(f"{tps:.1f} tok/s")
         bits.append(f"done_reason={self.done_reason!r}")
+        if self.cached:
+            bits.append("from cache")
         if not self.complete:
             bits.append("incomplete")
+        if self.error:
+            bits.append(f"error={self.error!r}")
         if self.errors:
             bits.append(f"{len(self.errors)} schema error(s)")
         text = self.text if len(self.text) <= 60 else self.text[:57] + "..."

@@ -1,0 +1,364 @@
+"""generate_many: order, failures, retries, Ctrl-C and the cache, against a threaded fake Ollama.
+
+The fake answers each prompt from its text (``echo`` the prompt back, after a random
+delay), so answers arriving out of order under concurrency are noticed.  Prompt words
+script the faults: ``fail`` → HTTP 500, ``hang`` → a slow endless stream (and the main
+thread is interrupted once it started), ``badjson`` → an answer that fails a schema.
+"""
+
+from __future__ import annotations
+
+import _thread
+import json
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug.wrappers import Request, Response
+
+from ollama_magic import BatchInterrupted, BatchResults, InvalidRequestError, generate_many
+from ollama_magic.batch import NOT_RUN, status
+from ollama_magic.cache import ResultCache, request_key
+
+from .conftest import final
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class EchoOllama:
+    """A threaded fake: answers "echo: <prompt>" after a random delay; counts requests."""
+
+    def __init__(self, server: HTTPServer, max_delay: float = 0.03) -> None:
+        self.server = server
+        self.max_delay = max_delay
+        self.prompts: list[str] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.closed = threading.Event()
+        self.hanging = threading.Event()
+        self.interrupt_on_hang = False
+        self.tags_calls = 0
+        self.digest = "sha256:aaa"
+        self._lock = threading.Lock()
+        server.expect_request("/api/generate", method="POST").respond_with_handler(self.generate)
+        server.expect_request("/api/tags").respond_with_handler(self.tags)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    def tags(self, request: Request) -> Response:
+        with self._lock:
+            self.tags_calls += 1
+        body = {"models": [{"name": "tiny:latest", "model": "tiny:latest", "digest": self.digest}]}
+        return Response(json.dumps(body), mimetype="application/json")
+
+    def generate(self, request: Request) -> Response:
+        body = request.get_json()
+        prompt = body["prompt"]
+        with self._lock:
+            self.prompts.append(prompt)
+        if "fail" in prompt:
+            return Response(json.dumps({"error": "the model crashed"}), status=500, mimetype="application/json")
+        answer = '{"n": "not a number"}' if "badjson" in prompt else f"echo: {prompt}"
+        if "goodjson" in prompt:
+            answer = '{"n": 1}'
+
+        def lines() -> Iterator[bytes]:
+            with self._lock:
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            try:
+                if "hang" in prompt:
+                    self.hanging.set()
+                    if self.interrupt_on_hang:
+                        _thread.interrupt_main()
+                    for _ in range(600):  # 30 s unless the client goes away
+                        yield (json.dumps({"model": "tiny", "response": ".", "done": False}) + "\n").encode()
+                        time.sleep(0.05)
+                    return
+                time.sleep(random.uniform(0, self.max_delay))
+                yield (json.dumps({"model": "tiny", "response": answer, "done": False}) + "\n").encode()
+                yield (json.dumps(final([1, 2, 3])) + "\n").encode()
+            except GeneratorExit:
+                self.closed.set()
+                raise
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+
+        return Response(lines(), mimetype="application/x-ndjson")
+
+
+@pytest.fixture
+def echo() -> Iterator[EchoOllama]:
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    try:
+        yield EchoOllama(server)
+    finally:
+        server.clear()
+        if server.is_running():
+            server.stop()
+
+
+def test_results_come_back_in_input_order_under_concurrency(echo: EchoOllama) -> None:
+    prompts = [f"item {i}" for i in range(40)]
+    results = generate_many(prompts, "tiny", host=echo.host, concurrency=4, progress=False)
+    assert isinstance(results, BatchResults)
+    assert [r.text for r in results] == [f"echo: item {i}" for i in range(40)]
+    assert echo.most_in_flight > 1  # really concurrent
+    assert echo.most_in_flight <= 4
+    assert sorted(echo.prompts) == sorted(prompts)  # each sent once
+    assert results.summary().startswith("40 items · 40 done · 0 failed")
+
+
+def test_concurrency_one_sends_one_at_a_time(echo: EchoOllama) -> None:
+    generate_many([f"p{i}" for i in range(6)], "tiny", host=echo.host, concurrency=1, progress=False)
+    assert echo.most_in_flight == 1
+
+
+def test_a_failed_item_carries_its_error_and_does_not_stop_the_batch(echo: EchoOllama) -> None:
+    prompts = ["a", "please fail", "b", "fail again", "c"]
+    results = generate_many(prompts, "tiny", host=echo.host, progress=False)
+    assert [status(r) for r in results] == ["ok", "failed", "ok", "failed", "ok"]
+    assert results[1].complete is False
+    assert "HTTP 500: the model crashed" in (results[1].error or "")
+    assert results.failed == [1, 3]
+    summary = results.summary()
+    assert "2 failed (2 × Ollama answered HTTP 500: the model crashed)" in summary
+    assert "3 done" in summary
+
+
+def test_a_bad_item_fails_alone_and_bad_arguments_send_nothing(echo: EchoOllama, tmp_path: Path) -> None:
+    results = generate_many(
+        ["ok", {"prompt": "with a missing image", "images": [str(tmp_path / "nope.png")]}],
+        "tiny",
+        host=echo.host,
+        progress=False,
+    )
+    assert [status(r) for r in results] == ["ok", "failed"]
+    assert "Image file not found" in (results[1].error or "")
+    before = len(echo.prompts)
+    with pytest.raises(InvalidRequestError, match="No model"):
+        generate_many(["a", "b"], host=echo.host, progress=False)
+    with pytest.raises(InvalidRequestError, match="keys generate"):
+        generate_many(["a", {"prompt": "b", "colour": "red"}], "tiny", host=echo.host, progress=False)
+    with pytest.raises(InvalidRequestError, match="concurrency"):
+        generate_many(["a"], "tiny", host=echo.host, concurrency=0, progress=False)
+    with pytest.raises(Exception, match="JSON"):
+        generate_many(["a"], "tiny", host=echo.host, format="{not json", progress=False)
+    assert len(echo.prompts) == before
+
+
+def test_items_may_be_dicts_of_generate_keywords(echo: EchoOllama) -> None:
+    results = generate_many(
+        [{"prompt": "x", "system": "be brief", "options": {"seed": 2}}, "y"],
+        "tiny",
+        host=echo.host,
+        options={"temperature": 0, "seed": 1},
+        progress=False,
+    )
+    assert results[0].request["system"] == "be brief"
+    assert results[0].request["options"] == {"temperature": 0, "seed": 2}
+    assert results[1].request["options"] == {"temperature": 0, "seed": 1}
+
+
+def test_schema_validation_and_retries_apply_per_item(echo: EchoOllama) -> None:
+    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    results = generate_many(["goodjson", "badjson"], "tiny", host=echo.host, format=schema, retries=2, progress=False)
+    assert results[0].data == {"n": 1}
+    assert status(results[1]) == "invalid"
+    assert results[1].errors
+    assert sum("badjson" in p for p in echo.prompts) == 3  # first try + 2 retries
+    assert "1 failed (1 × the answer does not match the schema)" in results.summary()
+
+
+def test_ctrl_c_stops_at_once_keeps_finished_items_and_closes_open_requests(echo: EchoOllama) -> None:
+    echo.interrupt_on_hang = True
+    prompts = ["a", "b", "c", "hang here", *[f"later {i}" for i in range(30)]]
+    started = time.monotonic()
+    with pytest.raises(BatchInterrupted) as caught:
+        generate_many(prompts, "tiny", host=echo.host, concurrency=2, progress=False)
+    assert time.monotonic() - started < 10  # the hanging answer would take 30 s
+    results = caught.value.results
+    assert len(results) == len(prompts)
+    assert results.interrupted
+    assert [r.text for r in results[:3]] == ["echo: a", "echo: b", "echo: c"]
+    assert results[3].error == NOT_RUN and not results[3].complete
+    assert status(results[-1]) == "not run"
+    assert echo.closed.wait(5)  # the server saw the hanging request's connection close
+    assert len(echo.prompts) < len(prompts)  # the rest were never sent
+    assert "not run" in str(caught.value)
+    assert "not run (interrupted)" in results.summary()
+
+
+def test_ctrl_c_while_waiting_for_the_first_token_closes_the_connection(echo: EchoOllama) -> None:
+    """Before any text arrives there is no chunk to notice the stop: the socket is shut instead."""
+    release = threading.Event()
+
+    def silent(request: Request) -> Response:
+        echo.hanging.set()
+        _thread.interrupt_main()
+        release.wait(20)  # sends nothing, like a busy server queueing the request
+        return Response("", status=500)
+
+    echo.server.clear()
+    echo.server.expect_request("/api/generate", method="POST").respond_with_handler(silent)
+    started = time.monotonic()
+    with pytest.raises(BatchInterrupted):
+        generate_many(["one", "two"], "tiny", host=echo.host, concurrency=2, progress=False)
+    # Both workers were blocked reading a silent socket; shutting it woke them at once
+    # (without it they would still be waiting for the server, which answers in 20 s).
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("ollama-batch")]
+    release.set()
+    assert alive == []
+    assert time.monotonic() - started < 10
+
+
+# -- the cache ------------------------------------------------------------------------
+
+
+def test_a_rerun_is_served_from_the_cache_and_sends_only_the_missing_items(echo: EchoOllama, tmp_path: Path) -> None:
+    path = tmp_path / "answers.sqlite"
+    first = generate_many(["a", "b", "fail c"], "tiny", host=echo.host, cache=path, progress=False)
+    assert [status(r) for r in first] == ["ok", "ok", "failed"]
+    assert len(echo.prompts) == 3
+    second = generate_many(["a", "b", "fail c", "d"], "tiny", host=echo.host, cache=path, progress=False)
+    assert echo.prompts[3:] == ["fail c", "d"]  # the failed item was not cached: asked again
+    assert [status(r) for r in second] == ["cached", "cached", "failed", "ok"]
+    assert second[0].text == "echo: a" and second[0].cached
+    assert second.from_cache == 2
+    assert "(2 from cache)" in second.summary()
+
+
+def test_the_key_covers_every_field_and_a_changed_model_digest_misses(echo: EchoOllama, tmp_path: Path) -> None:
+    path = tmp_path / "answers.sqlite"
+    generate_many(["a"], "tiny", host=echo.host, cache=path, progress=False)
+    generate_many(["a"], "tiny", host=echo.host, cache=path, system="other", progress=False)
+    generate_many(["a"], "tiny", host=echo.host, cache=path, options={"seed": 3}, progress=False)
+    assert len(echo.prompts) == 3  # each different request was sent
+    generate_many(["a"], "tiny:latest", host=echo.host, cache=path, keep_alive="1m", progress=False)
+    assert len(echo.prompts) == 3  # same model, keep_alive does not change the answer: a hit
+    echo.digest = "sha256:bbb"  # the model was pulled again
+    again = generate_many(["a"], "tiny", host=echo.host, cache=path, progress=False)
+    assert len(echo.prompts) == 4 and not again[0].cached
+
+
+def test_the_cache_serves_when_the_server_is_down(echo: EchoOllama, tmp_path: Path) -> None:
+    path = tmp_path / "answers.sqlite"
+    generate_many(["a", "b"], "tiny", host=echo.host, cache=path, progress=False)
+    echo.server.stop()
+    results = generate_many(["a", "b", "c"], "tiny", host=echo.host, cache=path, progress=False, timeout=5)
+    assert [status(r) for r in results] == ["cached", "cached", "failed"]
+    assert "Could not reach Ollama" in (results[2].error or "")
+
+
+def test_an_interrupted_batch_resumes_from_the_cache(echo: EchoOllama, tmp_path: Path) -> None:
+    path = tmp_path / "answers.sqlite"
+    echo.interrupt_on_hang = True
+    prompts = ["a", "b", "hang", "c"]
+    with pytest.raises(BatchInterrupted) as caught:
+        generate_many(prompts, "tiny", host=echo.host, cache=path, concurrency=1, progress=False)
+    kept = [status(r) for r in caught.value.results]
+    assert kept == ["ok", "ok", "not run", "not run"]
+    echo.interrupt_on_hang = False
+    sent = len(echo.prompts)
+    resumed = generate_many(["a", "b", "c"], "tiny", host=echo.host, cache=path, progress=False)
+    assert [status(r) for r in resumed] == ["cached", "cached", "ok"]
+    assert echo.prompts[sent:] == ["c"]
+
+
+def test_two_processes_share_one_cache_file(echo: EchoOllama, tmp_path: Path) -> None:
+    path = tmp_path / "shared.sqlite"
+    script = (
+        "import sys; from ollama_magic import generate_many\n"
+        "r = generate_many([f'p{i}' for i in range(int(sys.argv[2]), int(sys.argv[3]))], 'tiny', "
+        "host=sys.argv[1], cache=sys.argv[4], concurrency=4, progress=False)\n"
+        "assert not r.failed, r.summary(); print(len(r))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, echo.host, str(lo), str(hi), str(path)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for lo, hi in ((0, 60), (30, 90))  # overlapping: both may write the same keys
+    ]
+    for proc in procs:
+        _out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err[-2000:]
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM answers").fetchone()[0] == 90
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    sent = len(echo.prompts)
+    again = generate_many([f"p{i}" for i in range(90)], "tiny", host=echo.host, cache=path, progress=False)
+    assert again.from_cache == 90 and len(echo.prompts) == sent
+
+
+def test_cache_info_clear_and_a_bad_file(tmp_path: Path) -> None:
+    from ollama_magic import CacheError, GenerationResult
+
+    path = tmp_path / "c.sqlite"
+    with ResultCache(path) as cache:
+        result = GenerationResult(text="hi", model="tiny:latest", context=[1, 2])
+        assert cache.put(request_key({"model": "tiny", "prompt": "x"}), result)
+        failed = GenerationResult(text="", model="tiny", complete=False, error="boom")
+        assert not cache.put(request_key({"model": "tiny", "prompt": "y"}), failed)
+        info = cache.info()
+        assert info["entries"] == 1 and info["models"] == {"tiny:latest": 1}
+        hit = cache.get(request_key({"model": "tiny:latest", "prompt": "x"}))
+        assert hit is not None and hit.text == "hi" and hit.context == [1, 2] and hit.cached
+        assert cache.clear() == 1
+        assert cache.info()["entries"] == 0
+    junk = tmp_path / "junk.sqlite"
+    junk.write_text("this is not a database " * 100)
+    with pytest.raises(CacheError, match="Cannot use"):
+        ResultCache(junk)
+    with pytest.raises(CacheError, match="does not exist"):
+        ResultCache(tmp_path / "no" / "such" / "dir.sqlite")
+
+
+# -- progress -------------------------------------------------------------------------
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int]] = []
+
+    def start(self, state: Any) -> None:
+        self.calls.append(("start", state.done, state.total))
+
+    def update(self, state: Any) -> None:
+        self.calls.append(("update", state.done, state.failed))
+
+    def finish(self, state: Any, results: BatchResults) -> None:
+        self.calls.append(("finish", state.done, state.failed))
+
+
+def test_progress_sees_start_updates_and_the_end(echo: EchoOllama) -> None:
+    echo.max_delay = 0.1
+    recorder = Recorder()
+    generate_many([f"x{i}" for i in range(12)] + ["fail"], "tiny", host=echo.host, progress=recorder)
+    assert recorder.calls[0] == ("start", 0, 13)
+    assert recorder.calls[-1] == ("finish", 13, 1)
+    done = [c[1] for c in recorder.calls]
+    assert done == sorted(done)  # never goes backwards
+
+
+def test_terminal_progress_writes_a_summary_line(echo: EchoOllama, capsys: Any) -> None:
+    generate_many(["a", "fail"], "tiny", host=echo.host)
+    err = capsys.readouterr().err
+    assert "— 2 items · 1 done · 1 failed" in err
