@@ -79,6 +79,21 @@ _ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("-o", "--out"), {"metavar": "NAME", "help": "Store the result object in this variable."}),
     (("--quiet",), {"action": "store_true", "help": "Hide the statistics footer."}),
     (("--no-interpolate",), {"action": "store_true", "help": "Send the prompt verbatim, without {name} filling."}),
+    (
+        ("--each",),
+        {
+            "metavar": "VAR",
+            "help": "Run the cell once per item of a list/tuple/Series ({item}, {index}) or DataFrame row ({column}).",
+        },
+    ),
+    (
+        ("--concurrency",),
+        {"type": int, "metavar": "N", "help": "With --each: requests in flight (default 2; the server's slots)."},
+    ),
+    (
+        ("--cache",),
+        {"metavar": "PATH", "help": "SQLite file of finished answers: serve them again, store new ones."},
+    ),
     (("--host",), {"metavar": "URL", "help": "Ollama server (default: %%config GenerateMagics.host / OLLAMA_HOST)."}),
     (("--timeout",), {"type": float, "metavar": "SECONDS", "help": "Seconds to wait for the server to answer."}),
 ]
@@ -165,6 +180,12 @@ class Call:
     no_context: bool = False
     out: str | None = None
     quiet: bool = False
+    #: --each: the variable's value, the prompts filled from the template, and its name.
+    each: Any = None
+    each_name: str | None = None
+    prompts: list[str] | None = None
+    concurrency: int = 2
+    cache: str | None = None
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
@@ -202,7 +223,8 @@ def build_call(
     """
     from .interpolate import interpolate
 
-    if not args.no_interpolate:
+    each, prompts = _each(args, prompt, namespace)
+    if not args.no_interpolate and each is None:
         prompt = interpolate(prompt, namespace)
     if args.out is not None and not args.out.isidentifier():
         raise UsageError(f"-o/--out needs a variable name, not {args.out!r}.")
@@ -247,11 +269,40 @@ def build_call(
         "host": args.host or defaults.get("host") or None,
         "timeout": timeout,
     }
+    cache = args.cache if args.cache is not None else (defaults.get("cache") if each is not None else None)
     return Call(
         kwargs=kwargs,
         thread=args.thread or "default",
         new=args.new,
-        no_context=args.no_context or args.raw,
+        no_context=args.no_context or args.raw or each is not None,
         out=args.out,
         quiet=args.quiet,
+        each=each,
+        each_name=args.each,
+        prompts=prompts,
+        concurrency=args.concurrency if args.concurrency is not None else 2,
+        cache=cache or None,
     )
+
+
+def _each(args: argparse.Namespace, template: str, namespace: Mapping[str, Any]) -> tuple[Any, list[str] | None]:
+    """Check the --each options and fill the template for every item (nothing is sent yet)."""
+    from . import each
+
+    if args.each is None:
+        if args.concurrency is not None:
+            raise UsageError("--concurrency only applies with --each VAR (a batch of prompts).")
+        return None, None
+    name = args.each.strip()
+    if not name.isidentifier():
+        raise UsageError(f"--each needs the name of a variable (a list, Series or DataFrame), not {name!r}.")
+    if name not in namespace:
+        raise UsageError(f"--each {name}: there is no variable {name!r} in the notebook.")
+    if args.concurrency is not None and args.concurrency < 1:
+        raise UsageError("--concurrency must be 1 or more.")
+    if args.thread or args.new:
+        raise UsageError("--each items never touch conversation threads: drop --thread/--new.")
+    if args.no_interpolate:
+        raise UsageError("--each fills the cell as a template for every item: it cannot be used with --no-interpolate.")
+    value = namespace[name]
+    return value, each.prompts(template, value, namespace)

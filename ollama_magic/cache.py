@@ -321,3 +321,60 @@ def model_digests(client: Any, models: Iterable[str], timeout: float = 5.0) -> d
         full = model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
         digests[model] = by_name.get(model) or by_name.get(full)
     return digests
+
+
+class CellCache:
+    """The cache as one ``%%generate --cache PATH`` cell uses it: look up once, store once."""
+
+    def __init__(self, store: ResultCache, key: str, digest: str | None, hit: GenerationResult | None) -> None:
+        self.cache = store
+        self.key = key
+        self.digest = digest
+        self.hit = hit
+
+    @property
+    def path(self) -> str:
+        return str(self.cache.path)
+
+    @classmethod
+    def open(cls, path: str | None, fields: Mapping[str, Any]) -> CellCache | None:
+        """Look the cell's request up (None without a cache path); a hit is in ``.hit``."""
+        if not path:
+            return None
+        from .client import OllamaClient
+
+        store = ResultCache(path)
+        try:
+            key = request_key(fields)
+            model = str(fields.get("model") or "")
+            digest = model_digests(OllamaClient(fields.get("host"), 5.0), [model])[model]
+            hit = store.get(key, digest)
+        except BaseException:
+            store.close()
+            raise
+        if hit is not None:
+            store.close()
+        return cls(store, key, digest, hit)
+
+    def store(self, result: GenerationResult) -> None:
+        """Keep a finished answer (a failed or invalid one is not kept) and close the file."""
+        try:
+            self.cache.put(self.key, result, self.digest)
+        finally:
+            self.cache.close()
+
+
+def info_text(info: Mapping[str, Any]) -> str:
+    """``%ollama cache info``: the file, its size, and the answers per model."""
+    from .management import human_size, table
+
+    def when(stamp: float | None) -> str:
+        return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else "-"
+
+    lines = [
+        f"Cache {info['path']}: {info['entries']} answer(s), {human_size(info['bytes'])} on disk",
+        f"oldest {when(info['oldest'])} · newest {when(info['newest'])}",
+    ]
+    if info["models"]:
+        lines.append(table(["model", "answers"], sorted(info["models"].items())))
+    return "\n".join(lines)

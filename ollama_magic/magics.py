@@ -18,6 +18,7 @@ from traitlets import Bool, Dict, Float, Unicode
 
 from . import structured
 from .arguments import Call, build_call, generate_arguments, split_line
+from .cache import CellCache
 from .client import OllamaClient
 from .conversation import ConversationStore, Start
 from .errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
@@ -67,6 +68,9 @@ class GenerateMagics(Magics):
     options = Dict(help="Model options merged under each cell's --options and shortcuts.").tag(config=True)
     show_stats = Bool(True, help="Show the statistics footer under each answer.").tag(config=True)
     update_interval = Float(0.05, help="Seconds between display updates while an answer streams.").tag(config=True)
+    cache = Unicode(
+        "", help="SQLite file for %%generate --each batches' answers (a cell's --cache PATH overrides it)."
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -91,7 +95,10 @@ class GenerateMagics(Magics):
         The next %%generate in the same --thread continues the conversation.
         """
         call = self._parse(line, cell)
-        self._run(call)
+        if call.each is not None:
+            self._run_batch(call)
+        else:
+            self._run(call)
 
     def _defaults(self) -> dict[str, Any]:
         return {
@@ -100,6 +107,7 @@ class GenerateMagics(Magics):
             "timeout": self.timeout,
             "keep_alive": self.keep_alive,
             "options": self.options,
+            "cache": self.cache,
         }
 
     def _parse(self, line: str, cell: str | None) -> Call:
@@ -141,6 +149,18 @@ class GenerateMagics(Magics):
         notes = [start.note] if start and start.note else []
         show_footer = self.show_stats and not call.quiet
 
+        cached = CellCache.open(call.cache, kwargs)
+        if cached is not None and cached.hit is not None:
+            # The stored answer for this exact request, in this exact conversation position
+            # (the context sent is part of the key): the thread moves on exactly as it did
+            # when the answer was generated, so a re-run notebook replays consistently.
+            result = cached.hit
+            result.thread = None if call.no_context else call.thread
+            result.notes = [*notes, "from cache"]
+            view.finish(result, footer_text(result) if show_footer else None, "from cache: nothing was sent")
+            self._remember(call, start, result, model)
+            return result
+
         def on_attempt(number: int, payload: dict[str, Any]) -> None:
             view.attempt(number, total)
 
@@ -168,11 +188,47 @@ class GenerateMagics(Magics):
                 mark = "⏹ interrupted" if isinstance(exc, GenerationInterrupted) else "✗ failed"
                 view.finish(partial, None, f"{mark}: the partial answer is kept; the conversation is unchanged.")
             raise
+        if cached is not None:
+            cached.store(result)
+        self._remember(call, start, result, model)
+        return result
+
+    def _remember(self, call: Call, start: Start | None, result: GenerationResult, model: str) -> None:
         if start is not None and not result.errors:
             self.conversations.commit(call.thread, start, result.model or model, result.context)
         if call.out:
             self.shell.user_ns[call.out] = result
-        return result
+
+    def _run_batch(self, call: Call) -> None:
+        """``--each``: every item through generate_many, a progress bar, then the table."""
+        from . import each
+        from .batch import BatchInterrupted, generate_many
+        from .batch_view import NotebookProgress, TerminalProgress
+
+        prompts = call.prompts or []
+        rows = 10
+        if getattr(self.shell, "kernel", None) is not None:
+            view: Any = NotebookProgress(display, prompts=prompts, rows=rows)
+        else:
+            view = TerminalProgress(sys.stdout, prompts=prompts, rows=rows)
+        kwargs = {k: v for k, v in call.kwargs.items() if k != "prompt"}
+        try:
+            results = generate_many(
+                prompts,
+                concurrency=call.concurrency,
+                progress=view,
+                cache=call.cache,
+                on_warning=lambda message: print(f"Note: {message}", file=sys.stderr),
+                **kwargs,
+            )
+        except BatchInterrupted as exc:
+            if call.out:
+                self.shell.user_ns[call.out] = each.output(call.each, exc.results, kwargs.get("format"))
+            raise
+        except InvalidRequestError as exc:
+            raise UsageError(str(exc)) from None
+        if call.out:
+            self.shell.user_ns[call.out] = each.output(call.each, results, kwargs.get("format"))
 
     # -- %ollama --------------------------------------------------------------------
 

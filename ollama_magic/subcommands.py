@@ -15,6 +15,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
@@ -158,6 +159,34 @@ def _ui(magics: GenerateMagics, args: list[str]) -> None:
             timeout=magics.timeout,
         )
     )
+
+
+@subcommand("cache [info | clear] [PATH]", "the answer cache: what it holds, or empty it")
+def _cache(magics: GenerateMagics, args: list[str]) -> None:
+    from .cache import ResultCache, info_text
+
+    usage = "cache [info | clear] [PATH]"
+    rest = expect(args, usage, at_most=2)
+    action = "info"
+    if rest and rest[0] in ("info", "clear"):
+        action, rest = rest[0], rest[1:]
+    if len(rest) > 1:
+        raise UsageError(f"Usage: %ollama {usage}")
+    path = rest[0] if rest else magics.cache
+    if not path:
+        raise UsageError(
+            "Which cache? Give its path (%ollama cache info answers.sqlite) "
+            "or set `%config GenerateMagics.cache = 'answers.sqlite'`."
+        )
+    if action == "info" and not Path(path).expanduser().exists():
+        print(f"No cache at {path} yet: it is created by the first --cache run.")
+        return
+    with ResultCache(path) as cache:
+        if action == "clear":
+            count = cache.clear()
+            print(f"Cleared {count} answer(s) from {cache.path}.")
+            return
+        print(info_text(cache.info()))
 
 
 @subcommand("help", "this list")

@@ -1,0 +1,99 @@
+"""A threaded fake Ollama for the batch tests: answers each prompt from its text.
+
+It answers "echo: <prompt>" after a random delay, so answers arriving out of order under
+concurrency are noticed.  Prompt words script the faults: ``fail`` → HTTP 500, ``hang``
+→ a slow endless stream (and the main thread is interrupted when ``interrupt_on_hang``),
+``badjson``/``goodjson`` → an answer that fails / passes ``{"n": integer}``.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+
+from pytest_httpserver import HTTPServer
+from werkzeug.wrappers import Request, Response
+
+from .conftest import final
+
+
+class EchoOllama:
+    """A threaded fake: answers "echo: <prompt>" after a random delay; counts requests."""
+
+    def __init__(self, server: HTTPServer, max_delay: float = 0.03) -> None:
+        self.server = server
+        self.max_delay = max_delay
+        self.prompts: list[str] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self.closed = threading.Event()
+        self.hanging = threading.Event()
+        self.interrupt_on_hang = False
+        self.tags_calls = 0
+        self.digest = "sha256:aaa"
+        self._lock = threading.Lock()
+        server.expect_request("/api/generate", method="POST").respond_with_handler(self.generate)
+        server.expect_request("/api/tags").respond_with_handler(self.tags)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    def tags(self, request: Request) -> Response:
+        with self._lock:
+            self.tags_calls += 1
+        body = {"models": [{"name": "tiny:latest", "model": "tiny:latest", "digest": self.digest}]}
+        return Response(json.dumps(body), mimetype="application/json")
+
+    def generate(self, request: Request) -> Response:
+        body = request.get_json()
+        prompt = body["prompt"]
+        with self._lock:
+            self.prompts.append(prompt)
+        if "fail" in prompt:
+            return Response(json.dumps({"error": "the model crashed"}), status=500, mimetype="application/json")
+        answer = '{"n": "not a number"}' if "badjson" in prompt else f"echo: {prompt}"
+        if "goodjson" in prompt:
+            answer = '{"n": 1}'
+
+        def lines() -> Iterator[bytes]:
+            with self._lock:
+                self.in_flight += 1
+                self.most_in_flight = max(self.most_in_flight, self.in_flight)
+            try:
+                if "hang" in prompt:
+                    self.hanging.set()
+                    if self.interrupt_on_hang:
+                        _thread.interrupt_main()
+                    for _ in range(600):  # 30 s unless the client goes away
+                        yield (json.dumps({"model": "tiny", "response": ".", "done": False}) + "\n").encode()
+                        time.sleep(0.05)
+                    return
+                time.sleep(random.uniform(0, self.max_delay))
+                yield (json.dumps({"model": "tiny", "response": answer, "done": False}) + "\n").encode()
+                yield (json.dumps(final([1, 2, 3])) + "\n").encode()
+            except GeneratorExit:
+                self.closed.set()
+                raise
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+
+        return Response(lines(), mimetype="application/x-ndjson")
+
+
+@contextlib.contextmanager
+def serve() -> Iterator[EchoOllama]:
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    try:
+        yield EchoOllama(server)
+    finally:
+        server.clear()
+        if server.is_running():
+            server.stop()
