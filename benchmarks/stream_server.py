@@ -14,6 +14,10 @@ statistics fields.  Bodies are built once per shape, cached, and sent with one
 ``sendall``, so the server costs next to nothing per chunk: a client reading the
 socket directly sees the server's own speed (``measure_server``).
 
+With ``--slots K`` (``python stream_server.py --slots 2``) at most K answers are being
+sent at once, like an Ollama with ``OLLAMA_NUM_PARALLEL=K``: the others wait their turn
+(their delay starts when they get a slot).  ``GET /api/tags`` lists the ``bench`` model.
+
 Run as a subprocess (``python stream_server.py`` prints ``PORT <n>`` and serves until
 its standard input closes) so that it runs on the other core, or in-process with
 :class:`StreamServer`.  It listens on 127.0.0.1 only, on a free port.
@@ -107,10 +111,17 @@ def _json_response(status: str, obj: object) -> bytes:
     return _headers(status, f"Content-Type: application/json; charset=utf-8\r\nContent-Length: {len(body)}\r\n") + body
 
 
+#: Set by ``--slots K``: how many answers may be sent at once (None: no limit).
+SLOTS: threading.Semaphore | None = None
+
+
 def _respond(method: bytes, path: bytes, body: bytes) -> tuple[bytes, float]:
     """The whole response for one request, and the delay before sending it."""
     if path == b"/api/version":
         return _json_response("200 OK", {"version": "0.0.0-bench"}), 0.0
+    if path == b"/api/tags":
+        model = {"name": f"{MODEL}:latest", "model": f"{MODEL}:latest", "digest": "0" * 64}
+        return _json_response("200 OK", {"models": [model]}), 0.0
     if method != b"POST" or path != b"/api/generate":
         return _json_response("404 Not Found", {"error": f"{path.decode()} not found"}), 0.0
     try:
@@ -166,9 +177,11 @@ def _serve_connection(conn: socket.socket) -> None:
                 buf += data
             body, buf = buf[:length], buf[length:]
             response, delay = _respond(method, path.split(b"?")[0], body)
-            if delay:
-                time.sleep(delay)
-            conn.sendall(response)
+            slots = SLOTS if path.startswith(b"/api/generate") else None
+            with slots or contextlib.nullcontext():
+                if delay:
+                    time.sleep(delay)
+                conn.sendall(response)
             if headers.get(b"connection") == b"close":
                 return
     except (ConnectionError, OSError):
@@ -242,6 +255,9 @@ def measure_server(port: int, prompt: str) -> tuple[float, float, int]:
 
 
 def main() -> None:
+    global SLOTS  # noqa: PLW0603 - a setting of this process, read by every connection
+    if "--slots" in sys.argv:
+        SLOTS = threading.Semaphore(int(sys.argv[sys.argv.index("--slots") + 1]))
     server = StreamServer().start()
     print(f"PORT {server.port}", flush=True)
     # Serve until the parent closes our stdin (or dies): no stray server is left behind.
