@@ -128,14 +128,19 @@ class BatchTable:
             result = self.results[i]
             prompt = self.prompts[i] if i < len(self.prompts) else ""
             seconds = result.stats.total_seconds if result.complete else None
-            out.append((str(i), clip(prompt), clip(result.text), format_seconds(seconds), status_text(result)))
+            shown = format_seconds(seconds) if seconds is not None else "-"
+            out.append((str(i), clip(prompt), clip(result.text), shown, status_text(result)))
         return out
 
     def html(self) -> str:
         head = "".join(f'<th style="text-align:left">{h}</th>' for h in ("#", "prompt", "answer", "time", "status"))
         body = []
         for row in self._rows():
-            cells = "".join(f'<td style="{_CELL_STYLE}">{html.escape(cell)}</td>' for cell in row)
+            styles = ("", _CELL_STYLE, _CELL_STYLE, "white-space:nowrap", _CELL_STYLE)
+            cells = "".join(
+                f'<td style="text-align:left;vertical-align:top;{style}">{html.escape(cell)}</td>'
+                for cell, style in zip(row, styles, strict=True)
+            )
             body.append(f"<tr>{cells}</tr>")
         footer = html.escape(footer_text(self.results, self.rows))
         return (
