@@ -381,6 +381,8 @@ def generate_many(
     if model is not None:
         fields["model"] = model
     if busy_retries is not None:
+        if "busy_retries" not in ITEM_KEYS:  # pragma: no cover - until generate() has it
+            raise TypeError("busy_retries needs a generate() that retries a busy server")
         fields["busy_retries"] = busy_retries
     items = _items(prompts, fields)
     total = len(items)
