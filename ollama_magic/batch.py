@@ -39,6 +39,7 @@ from .cache import ResultCache, cacheable, model_digests, open_cache, request_ke
 from .client import OllamaClient
 from .errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
 from .generation import generate
+from .request import MODEL_ENV, resolve_model
 from .result import GenerationResult
 
 #: The ``error`` of an item that had not finished when the batch was interrupted.
@@ -322,9 +323,11 @@ def _items(prompts: Iterable[Any], fields: dict[str, Any]) -> list[dict[str, Any
             )
         if not isinstance(item.get("prompt"), str):
             raise InvalidRequestError(f"Item {index} has no prompt (a string).")
-        if not item.get("model") or not str(item["model"]).strip():
+        item["model"] = resolve_model(item.get("model"))
+        if not item["model"]:
             raise InvalidRequestError(
-                "No model given: pass model='NAME' to generate_many (or a 'model' in every item)."
+                f"No model given: pass model='NAME' to generate_many (or a 'model' in every item), "
+                f"or set the {MODEL_ENV} environment variable."
             )
         if (item.get("retries") or 0) < 0:
             raise InvalidRequestError("retries must be 0 or more.")
@@ -362,8 +365,9 @@ def generate_many(
     ``prompts`` are strings, or dicts of :func:`generate` keywords for that item (which
     override the batch's ``fields``; ``options`` are merged).  ``fields`` are any other
     :func:`generate` keywords (``format``, ``retries``, ``system``, ``options``, ``host``,
-    ``timeout``...), applied to every item.  Match ``concurrency`` to the server's
-    ``OLLAMA_NUM_PARALLEL`` (its slots): more only queues on the server.
+    ``timeout``...), applied to every item; ``model`` defaults to ``OLLAMA_MAGIC_MODEL``.
+    Match ``concurrency`` to the server's ``OLLAMA_NUM_PARALLEL`` (its slots): more only
+    queues on the server.
 
     An item that fails keeps its error in ``.error`` (``.complete`` False) and the batch
     goes on; ``results.summary()`` says how many failed and why.  ``cache`` (a path to an

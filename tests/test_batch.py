@@ -86,6 +86,12 @@ def test_a_bad_item_fails_alone_and_bad_arguments_send_nothing(echo: EchoOllama,
     assert len(echo.prompts) == before
 
 
+def test_the_model_may_come_from_ollama_magic_model(echo: EchoOllama, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OLLAMA_MAGIC_MODEL", "tiny")
+    results = generate_many(["a", {"prompt": "b", "model": "other"}], host=echo.host, progress=False)
+    assert [r.request["model"] for r in results] == ["tiny", "other"]
+
+
 def test_items_may_be_dicts_of_generate_keywords(echo: EchoOllama) -> None:
     results = generate_many(
         [{"prompt": "x", "system": "be brief", "options": {"seed": 2}}, "y"],
