@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import busy
 from .batch import BatchInterrupted, BatchResults, generate_many
 from .cache import CacheError, ResultCache
 from .client import OllamaClient
@@ -16,6 +17,7 @@ from .errors import (
     GenerationInterrupted,
     InvalidRequestError,
     ModelNotFoundError,
+    OllamaBusyError,
     OllamaConnectionError,
     OllamaMagicError,
     OllamaResponseError,
@@ -35,6 +37,7 @@ __all__ = [
     "GenerationResult",
     "InvalidRequestError",
     "ModelNotFoundError",
+    "OllamaBusyError",
     "OllamaClient",
     "OllamaConnectionError",
     "OllamaMagicError",
@@ -45,6 +48,7 @@ __all__ = [
     "SchemaKeywordWarning",
     "Stats",
     "__version__",
+    "busy",
     "generate",
     "generate_many",
     "load_ipython_extension",

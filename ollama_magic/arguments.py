@@ -96,6 +96,15 @@ _ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     ),
     (("--host",), {"metavar": "URL", "help": "Ollama server (default: %%config GenerateMagics.host / OLLAMA_HOST)."}),
     (("--timeout",), {"type": float, "metavar": "SECONDS", "help": "Seconds to wait for the server to answer."}),
+    (
+        ("--busy-retries",),
+        {
+            "type": int,
+            "metavar": "N",
+            "help": "Ask a busy server (HTTP 503/429) again up to N times "
+            "(default: %%config GenerateMagics.busy_retries).",
+        },
+    ),
 ]
 
 
@@ -218,7 +227,7 @@ def build_call(
 ) -> Call:
     """Check the parsed options and gather everything :func:`generate` needs.
 
-    ``defaults`` holds the configured traits (model, host, timeout, keep_alive, options).
+    ``defaults`` holds the configured traits (model, host, timeout, keep_alive, options, busy_retries).
     Raises UsageError for anything wrong, before any request is made.
     """
     from .interpolate import interpolate
@@ -248,6 +257,9 @@ def build_call(
         text = args.format.strip()
         fmt = namespace[text] if text.isidentifier() and text != "json" and text in namespace else text
     images = [namespace[i] if i.isidentifier() and i in namespace else i for i in args.images] if args.images else None
+    busy_retries = args.busy_retries if args.busy_retries is not None else defaults.get("busy_retries")
+    if busy_retries is not None and busy_retries < 0:
+        raise UsageError("--busy-retries must be 0 or more.")
     timeout = args.timeout if args.timeout is not None else defaults.get("timeout")
     if timeout is not None and timeout <= 0:
         raise UsageError("--timeout must be a positive number of seconds.")
@@ -268,6 +280,7 @@ def build_call(
         "schema_in_prompt": args.schema_in_prompt,
         "host": args.host or defaults.get("host") or None,
         "timeout": timeout,
+        "busy_retries": busy_retries,
     }
     cache = args.cache if args.cache is not None else (defaults.get("cache") if each is not None else None)
     return Call(

@@ -15,8 +15,11 @@ from typing import Any
 import requests
 import urllib3
 
+from . import busy
+from .busy import BusyRetry, RetryCallback
 from .errors import (
     ModelNotFoundError,
+    OllamaBusyError,
     OllamaConnectionError,
     OllamaResponseError,
     OllamaTimeoutError,
@@ -38,11 +41,68 @@ def _how_to_fix_connection(url: str) -> str:
     )
 
 
+#: The most bytes of an error body that are read: enough for any JSON error or a page's
+#: <title>, never a whole download.
+ERROR_BODY_LIMIT = 64 * 1024
+#: The most characters of a server's message quoted in an error line.
+MESSAGE_LIMIT = 200
+
+
+def _error_body(response: requests.Response) -> str:
+    """At most :data:`ERROR_BODY_LIMIT` bytes of an error response's body, as text."""
+    try:
+        if response.raw is not None and not response._content_consumed:  # type: ignore[attr-defined]
+            data = response.raw.read(ERROR_BODY_LIMIT, decode_content=True) or b""
+        else:
+            data = (response.content or b"")[:ERROR_BODY_LIMIT]
+    except (urllib3.exceptions.HTTPError, requests.exceptions.RequestException, OSError):
+        data = b""
+    return data.decode(response.encoding or "utf-8", "replace")
+
+
+def _error_message(response: requests.Response) -> str:
+    """The server's own words from an error body: a JSON ``error``, else the text, else the reason."""
+    text = _error_body(response)
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("error"):
+        return str(body["error"]).strip()
+    return text.strip() or response.reason or "no message"
+
+
+def _short(message: str, limit: int = MESSAGE_LIMIT) -> str:
+    """One line of at most ``limit`` characters."""
+    message = " ".join(message.split())
+    return message if len(message) <= limit else message[: limit - 1] + "…"
+
+
+def _busy_message(url: str, status: int, reason: str, retried: int, waited: float) -> str:
+    what = f"HTTP {status}: {reason}"
+    if not retried:
+        return (
+            f"Ollama at {url} is busy ({what}): try again in a moment, or let it retry with "
+            "--busy-retries N or `%config GenerateMagics.busy_retries`."
+        )
+    return (
+        f"Ollama at {url} was still busy after {retried} {'retry' if retried == 1 else 'retries'} over "
+        f"{waited:.0f} s ({what}): try again later, "
+        "or allow more with --busy-retries N or `%config GenerateMagics.busy_retries`."
+    )
+
+
 class OllamaClient:
     """A small client for the endpoints a notebook needs.
 
     ``host`` is resolved on every request (``None`` means ``OLLAMA_HOST`` or the default),
     so a notebook that changes ``OLLAMA_HOST`` mid-session is obeyed at once.
+
+    A busy server (HTTP 503 or 429, which come before any answer text) is asked again up
+    to ``busy_retries`` times (default :data:`ollama_magic.busy.DEFAULT_RETRIES`, about a
+    minute in all), with jittered exponential backoff or the server's ``Retry-After``;
+    ``on_retry`` hears of each wait before it starts (to show it).  This is the only place
+    that retries: generate(), the magics and the panel all come through here.
     """
 
     def __init__(
@@ -50,8 +110,17 @@ class OllamaClient:
         host: str | None = None,
         timeout: Timeout = None,
         session: requests.Session | None = None,
+        *,
+        busy_retries: int | None = None,
+        on_retry: RetryCallback | None = None,
     ) -> None:
         self.host = host
+        if busy_retries is not None and busy_retries < 0:
+            raise ValueError("busy_retries must be 0 or more")
+        self.busy_retries = busy.DEFAULT_RETRIES if busy_retries is None else int(busy_retries)
+        self.on_retry = on_retry
+        #: How many times a busy server was asked again, over this client's life.
+        self.retried = 0
         self.timeout_seconds = timeout[1] if isinstance(timeout, tuple) else timeout
         # A plain number is the wait for each part of the answer; connecting gets at
         # most 10 s of it, so a wrong host fails quickly even with a long timeout.
@@ -68,9 +137,43 @@ class OllamaClient:
     # -- plumbing -------------------------------------------------------------------
 
     def _request(self, method: str, path: str, *, stream: bool = False, **kwargs: Any) -> requests.Response:
+        """Send one request, asking again while the server says it is busy (503/429).
+
+        A busy answer arrives before any answer text, so retrying never repeats text that
+        was shown; a failure inside a stream that has begun is never retried.
+        """
+        retried = 0
+        waited = 0.0
+        while True:
+            response = self._send(method, path, stream=stream, **kwargs)
+            if response.status_code not in busy.BUSY_STATUSES:
+                break
+            reason = _short(_error_message(response))
+            retry_after = busy.parse_retry_after(response.headers.get("Retry-After"))
+            if retried >= self.busy_retries:
+                response.close()
+                raise OllamaBusyError(
+                    _busy_message(self.base_url, response.status_code, reason, retried, waited), response.status_code
+                )
+            response.close()
+            retried += 1
+            self.retried += 1
+            wait = busy.wait_before(retried, retry_after)
+            if self.on_retry is not None:
+                self.on_retry(BusyRetry(retried, self.busy_retries, wait, response.status_code, reason))
+            busy.sleep(wait)
+            waited += wait
+        if response.status_code >= 400:
+            try:
+                self._raise_for_status(response, kwargs.get("json"))
+            finally:
+                response.close()
+        return response
+
+    def _send(self, method: str, path: str, *, stream: bool, **kwargs: Any) -> requests.Response:
         url = self.base_url + path
         try:
-            response = self.session.request(method, url, stream=stream, timeout=self.timeout, **kwargs)
+            return self.session.request(method, url, stream=stream, timeout=self.timeout, **kwargs)
         except requests.exceptions.Timeout as exc:
             raise OllamaTimeoutError(
                 f"Ollama at {self.base_url} did not answer within {self.timeout_seconds:g} s: "
@@ -78,12 +181,6 @@ class OllamaClient:
             ) from exc
         except requests.exceptions.ConnectionError as exc:
             raise OllamaConnectionError(_how_to_fix_connection(self.base_url)) from exc
-        if response.status_code >= 400:
-            try:
-                self._raise_for_status(response, kwargs.get("json"))
-            finally:
-                response.close()
-        return response
 
     @staticmethod
     def _raise_for_status(response: requests.Response, payload: Any) -> None:
@@ -101,8 +198,6 @@ class OllamaClient:
                 "or see `%ollama list` for the models you have.",
                 status,
             )
-        if status == 503:
-            message += " (the server is busy: try again in a moment)"
         raise OllamaResponseError(f"Ollama answered HTTP {status}: {message}", status)
 
     # -- generation -----------------------------------------------------------------

@@ -37,6 +37,10 @@ class OllamaResponseError(OllamaMagicError):
         self.status_code = status_code
 
 
+class OllamaBusyError(OllamaResponseError):
+    """The server stayed busy (HTTP 503 or 429) through every retry allowed."""
+
+
 class ModelNotFoundError(OllamaResponseError):
     """The requested model is not on the server."""
 

@@ -8,11 +8,13 @@ the same.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from . import structured
+from .busy import BusyRetry, RetryCallback
 from .client import OllamaClient, Timeout
 from .errors import GenerationInterrupted, OllamaMagicError, OllamaResponseError
 from .request import ImageInput, build_generate_payload, resolve_model
@@ -48,10 +50,12 @@ def generate(
     schema_in_prompt: bool | None = None,
     host: str | None = None,
     timeout: Timeout = None,
+    busy_retries: int | None = None,
     on_chunk: ChunkCallback | None = None,
     on_attempt: AttemptCallback | None = None,
     on_result: Callable[[GenerationResult], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    on_retry: RetryCallback | None = None,
     client: OllamaClient | None = None,
 ) -> GenerationResult:
     """Generate a completion with Ollama's ``/api/generate`` and return the result.
@@ -67,6 +71,11 @@ def generate(
     are reported to ``on_warning`` (default: a :class:`SchemaKeywordWarning`).  A
     KeyboardInterrupt closes the connection at once and raises
     :class:`GenerationInterrupted` carrying the partial result.
+
+    A busy server (HTTP 503/429 before any text) is asked again up to ``busy_retries``
+    times (default: about a minute of jittered backoff, see :mod:`ollama_magic.busy`);
+    ``on_retry`` receives a :class:`~ollama_magic.busy.BusyRetry` before each wait (its
+    ``message()`` is the line to show), and ``result.busy_retries`` counts them.
     """
     fmt = structured.resolve_format(format) if format is not None else None
     for warning in structured.keyword_warnings(fmt) if fmt is not None else ():
@@ -80,7 +89,23 @@ def generate(
     sent_prompt = structured.prompt_with_schema(prompt, fmt) if (fmt and schema_in_prompt) else prompt
     if retries < 0:
         raise ValueError("retries must be 0 or more")
-    client = client or OllamaClient(host, timeout)
+    if busy_retries is not None and busy_retries < 0:
+        raise ValueError("busy_retries must be 0 or more")
+    retried = 0
+
+    def count_retry(retry: BusyRetry) -> None:
+        nonlocal retried
+        retried += 1
+        if on_retry is not None:
+            on_retry(retry)
+
+    if client is None:
+        client = OllamaClient(host, timeout, busy_retries=busy_retries, on_retry=count_retry)
+    else:  # the caller's client, with this call's retry settings (its session is shared)
+        client = copy.copy(client)
+        client.on_retry = count_retry
+        if busy_retries is not None:
+            client.busy_retries = busy_retries
     base = {
         "model": resolve_model(model),
         "suffix": suffix,
@@ -100,7 +125,14 @@ def generate(
     while True:
         if on_attempt is not None:
             on_attempt(attempt, payload)
-        result = _stream_one(client, payload, on_chunk)
+        try:
+            result = _stream_one(client, payload, on_chunk)
+        except OllamaMagicError as exc:
+            partial = getattr(exc, "partial", None)
+            if isinstance(partial, GenerationResult):
+                partial.busy_retries = retried
+            raise
+        result.busy_retries = retried
         if fmt is not None:
             result.data, result.errors = structured.validate_answer(result.text, fmt)
         if on_result is not None:

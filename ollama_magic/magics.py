@@ -14,14 +14,14 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.display import display
-from traitlets import Bool, Dict, Float, Unicode
+from traitlets import Bool, Dict, Float, Int, Unicode
 
-from . import structured
+from . import busy, structured
 from .arguments import Call, build_call, generate_arguments, split_line
 from .cache import CellCache
 from .client import OllamaClient
 from .conversation import ConversationStore, Start
-from .errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
+from .errors import GenerationInterrupted, InvalidRequestError, OllamaBusyError, OllamaMagicError
 from .generation import generate
 from .host import parse_host
 from .render import NotebookView, TerminalView, View, footer_text
@@ -49,6 +49,10 @@ def keep_question_marks(lines: list[str]) -> list[str]:
     return out
 
 
+def _retries(count: int) -> str:
+    return f"{count} retry" if count == 1 else f"{count} retries"
+
+
 @magics_class
 class GenerateMagics(Magics):
     """Ollama text generation in notebook cells.  Settings: ``%config GenerateMagics``."""
@@ -65,6 +69,11 @@ class GenerateMagics(Magics):
     keep_alive = Unicode("", help="Default keep_alive (e.g. '5m', '0', '-1'); empty: the server's default.").tag(
         config=True
     )
+    busy_retries = Int(
+        busy.DEFAULT_RETRIES,
+        help="How many times a busy server (HTTP 503/429, before any answer) is asked again; "
+        f"the default {busy.DEFAULT_RETRIES} waits about a minute in all (jittered 1, 2, 4, 8, 16, 30 s). 0: never.",
+    ).tag(config=True)
     options = Dict(help="Model options merged under each cell's --options and shortcuts.").tag(config=True)
     show_stats = Bool(True, help="Show the statistics footer under each answer.").tag(config=True)
     update_interval = Float(0.05, help="Seconds between display updates while an answer streams.").tag(config=True)
@@ -108,6 +117,7 @@ class GenerateMagics(Magics):
             "keep_alive": self.keep_alive,
             "options": self.options,
             "cache": self.cache,
+            "busy_retries": self.busy_retries,
         }
 
     def _parse(self, line: str, cell: str | None) -> Call:
@@ -179,6 +189,7 @@ class GenerateMagics(Magics):
                 on_attempt=on_attempt,
                 on_result=on_result,
                 on_warning=lambda message: print(f"Note: {message}", file=sys.stderr),
+                on_retry=lambda retry: view.notice(retry.message()),
             )
         except InvalidRequestError as exc:
             raise UsageError(str(exc)) from None
@@ -187,6 +198,14 @@ class GenerateMagics(Magics):
             if partial is not None and (partial.text or partial.thinking):
                 mark = "⏹ interrupted" if isinstance(exc, GenerationInterrupted) else "✗ failed"
                 view.finish(partial, None, f"{mark}: the partial answer is kept; the conversation is unchanged.")
+            elif partial is not None and partial.busy_retries:
+                # The last "retry N of M in S s" line would promise a retry that will not come.
+                if isinstance(exc, GenerationInterrupted):
+                    view.notice("⏹ interrupted while waiting for the busy server")
+                elif isinstance(exc, OllamaBusyError):
+                    view.notice(f"server busy: gave up after {_retries(partial.busy_retries)}")
+                else:
+                    view.notice("")
             raise
         if cached is not None:
             cached.store(result)
@@ -233,8 +252,15 @@ class GenerateMagics(Magics):
     # -- %ollama --------------------------------------------------------------------
 
     def client(self) -> OllamaClient:
-        """A client for the configured server (OLLAMA_HOST is read at each request)."""
-        return OllamaClient(self.host or None, self.timeout)
+        """A client for the configured server (OLLAMA_HOST is read at each request).
+
+        A busy server is retried as for %%generate, each wait announced on stderr."""
+        return OllamaClient(
+            self.host or None,
+            self.timeout,
+            busy_retries=self.busy_retries,
+            on_retry=lambda retry: print(retry.message(), file=sys.stderr, flush=True),
+        )
 
     @line_magic
     def ollama(self, line: str) -> None:

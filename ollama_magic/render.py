@@ -244,6 +244,10 @@ class View:
     def finish(self, result: GenerationResult, footer: str | None, status: str = "") -> None:
         """The attempt ended; ``footer`` is None when statistics are hidden."""
 
+    def notice(self, text: str) -> None:
+        """A line about the request itself (e.g. "server busy: retry 2 of 6 in 1.6 s"),
+        shown before any answer text; the answer replaces it when it comes."""
+
 
 class NotebookView(View):
     """Streams into a display handle, updated in place and throttled."""
@@ -299,6 +303,9 @@ class NotebookView(View):
             spent = self._clock() - now
             self._next = now + max(self.interval, 4 * spent)
 
+    def notice(self, text: str) -> None:
+        self._show(Answer(str(self._parts), thinking=str(self._thoughts), status=text, streaming=True))
+
     def _show(self, answer: Answer) -> None:
         start = time.perf_counter()
         if self._handle is None:
@@ -350,6 +357,11 @@ class TerminalView(View):
         if total > 1:
             self.out.write(f"[attempt {number} of {total}]\n")
         self._written = 0
+
+    def notice(self, text: str) -> None:
+        if text:
+            self.out.write(f"[{text}]\n")
+            self.out.flush()
 
     def chunk(self, piece: str, thought: str) -> None:
         out = self.out

@@ -70,6 +70,8 @@ class GenerationResult:
     error: str | None = None
     #: True when the answer was served from the cache (ollama_magic.cache), not generated now.
     cached: bool = False
+    #: How many times a busy server (HTTP 503/429) was asked again for this answer.
+    busy_retries: int = 0
     request: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __repr__(self) -> str:

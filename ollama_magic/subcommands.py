@@ -157,6 +157,7 @@ def _ui(magics: GenerateMagics, args: list[str]) -> None:
             host=magics.host or None,
             conversations=magics.conversations,
             timeout=magics.timeout,
+            busy_retries=magics.busy_retries,
         )
     )
 

@@ -44,9 +44,11 @@ class GeneratePanel:
         models: list[str] | None = None,
         update_interval: float = 0.1,
         timeout: float | None = 300.0,
+        busy_retries: int | None = None,
     ) -> None:
         self.host = host or None
         self.timeout = timeout
+        self.busy_retries = busy_retries
         self.conversations = conversations or ConversationStore()
         self.update_interval = update_interval
         self.result: GenerationResult | None = None
@@ -170,7 +172,9 @@ class GeneratePanel:
                 context=list(start.state.context) if start.state.context else None,
                 host=self.host,
                 timeout=self.timeout,
+                busy_retries=self.busy_retries,
                 on_chunk=on_chunk,
+                on_retry=lambda retry: self._say(retry.message()),
             )
         except OllamaMagicError as exc:
             partial: GenerationResult | None = getattr(exc, "partial", None)

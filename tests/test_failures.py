@@ -48,7 +48,6 @@ def test_missing_model_says_how_to_pull_it(ip: Any, fake: FakeOllama, capsys: An
     [
         (400, "raw mode does not support template, system, or context", "HTTP 400: raw mode does not support"),
         (500, "invalid JSON schema in format", "HTTP 500: invalid JSON schema in format"),
-        (503, "server busy, please try again.  maximum pending requests exceeded", "HTTP 503: server busy"),
     ],
 )
 def test_http_errors_show_ollamas_message(
