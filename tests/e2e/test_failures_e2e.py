@@ -175,6 +175,8 @@ class PrivateServer:
     folder: Path
     port: int
     pids: list[int] = field(default_factory=list)
+    #: Extra environment for the server (``scripts/local-ollama`` passes its own to ``ollama serve``).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def host(self) -> str:
@@ -187,6 +189,7 @@ class PrivateServer:
             text=True,
             timeout=120,
             check=False,
+            env={**os.environ, **self.env},
         )
         assert done.returncode == 0, f"local-ollama {command} failed: {done.stderr[-2000:]}"
         return done.stdout
