@@ -34,6 +34,9 @@ class EchoOllama:
         self.closed = threading.Event()
         self.hanging = threading.Event()
         self.interrupt_on_hang = False
+        #: With interrupt_on_hang: first wait until this many answers were sent in full.
+        self.interrupt_after = 0
+        self.completed = 0
         self.tags_calls = 0
         self.digest = "sha256:aaa"
         self._lock = threading.Lock()
@@ -69,6 +72,10 @@ class EchoOllama:
                 if "hang" in prompt:
                     self.hanging.set()
                     if self.interrupt_on_hang:
+                        deadline = time.monotonic() + 10
+                        while self.completed < self.interrupt_after and time.monotonic() < deadline:
+                            time.sleep(0.01)
+                        time.sleep(0.2 if self.interrupt_after else 0)  # the client reads them meanwhile
                         _thread.interrupt_main()
                     for _ in range(600):  # 30 s unless the client goes away
                         yield (json.dumps({"model": "tiny", "response": ".", "done": False}) + "\n").encode()
@@ -77,6 +84,8 @@ class EchoOllama:
                 time.sleep(random.uniform(0, self.max_delay))
                 yield (json.dumps({"model": "tiny", "response": answer, "done": False}) + "\n").encode()
                 yield (json.dumps(final([1, 2, 3])) + "\n").encode()
+                with self._lock:
+                    self.completed += 1
             except GeneratorExit:
                 self.closed.set()
                 raise

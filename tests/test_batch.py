@@ -117,6 +117,7 @@ def test_schema_validation_and_retries_apply_per_item(echo: EchoOllama) -> None:
 
 def test_ctrl_c_stops_at_once_keeps_finished_items_and_closes_open_requests(echo: EchoOllama) -> None:
     echo.interrupt_on_hang = True
+    echo.interrupt_after = 3  # a, b and c answered: the interrupt comes while "hang" is open
     prompts = ["a", "b", "c", "hang here", *[f"later {i}" for i in range(30)]]
     started = time.monotonic()
     with pytest.raises(BatchInterrupted) as caught:
