@@ -133,6 +133,9 @@ class BatchResults(list[GenerationResult]):
             bits.append("0 failed")
         if counts["not run"]:
             bits.append(f"{counts['not run']} not run (interrupted)")
+        busy = sum(r.busy_retries for r in self)
+        if busy:
+            bits.append(f"{busy} busy-server retries")
         if self.tokens:
             bits.append(f"{self.tokens:,} tokens")
         if self.tokens_per_second:
@@ -159,6 +162,8 @@ class BatchState:
     started: float = field(default_factory=time.monotonic)
     #: Items finished by this run (not from the cache): the rate is measured on them.
     ran: int = 0
+    #: Times a busy server (HTTP 503/429) was asked again, over all items so far.
+    busy_retries: int = 0
 
     @property
     def elapsed(self) -> float:
@@ -385,8 +390,6 @@ def generate_many(
     if model is not None:
         fields["model"] = model
     if busy_retries is not None:
-        if "busy_retries" not in ITEM_KEYS:  # pragma: no cover - until generate() has it
-            raise TypeError("busy_retries needs a generate() that retries a busy server")
         fields["busy_retries"] = busy_retries
     items = _items(prompts, fields)
     total = len(items)
@@ -436,8 +439,14 @@ def generate_many(
             item = items[index]
             client = OllamaClient(item.get("host"), item.get("timeout"), session=session)
             kwargs = {k: v for k, v in item.items() if k not in ("host", "timeout")}
+
+            def on_retry(retry: Any) -> None:  # a busy server: counted, and no wait once stopped
+                scope.check()
+                with lock:
+                    state.busy_retries += 1
+
             try:
-                result = generate(**kwargs, client=client, on_chunk=scope.check, on_warning=warn)
+                result = generate(**kwargs, client=client, on_chunk=scope.check, on_warning=warn, on_retry=on_retry)
             except _Cancelled:
                 return _not_run(item)
             except OllamaMagicError as exc:
@@ -494,7 +503,9 @@ def generate_many(
                 break  # pragma: no cover - a worker died of something unexpected
     except KeyboardInterrupt:
         scope.cancel()
-        deadline = time.monotonic() + 5.0
+        # Open connections are shut now; a worker still sleeping before a busy retry wakes
+        # into a closed scope and stops by itself (the threads are daemons).
+        deadline = time.monotonic() + 2.0
         for thread in locals().get("workers", []):
             thread.join(max(0.0, deadline - time.monotonic()))
         done = BatchResults(

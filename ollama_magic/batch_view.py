@@ -71,6 +71,8 @@ def progress_text(state: BatchState) -> str:
     bits.append(f"{state.failed} failed")
     if state.cached:
         bits.append(f"{state.cached} from cache")
+    if state.busy_retries:
+        bits.append(f"server busy: {state.busy_retries} retries")
     return " · ".join(bits)
 
 

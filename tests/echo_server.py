@@ -3,7 +3,7 @@
 It answers "echo: <prompt>" after a random delay, so answers arriving out of order under
 concurrency are noticed.  Prompt words script the faults: ``fail`` → HTTP 500, ``hang``
 → a slow endless stream (and the main thread is interrupted when ``interrupt_on_hang``),
-``badjson``/``goodjson`` → an answer that fails / passes ``{"n": integer}``.
+``busy`` → HTTP 503 the first time, ``badjson``/``goodjson`` → an answer that fails / passes ``{"n": integer}``.
 """
 
 from __future__ import annotations
@@ -58,6 +58,8 @@ class EchoOllama:
         prompt = body["prompt"]
         with self._lock:
             self.prompts.append(prompt)
+        if "busy" in prompt and self.prompts.count(prompt) == 1:  # the first time only
+            return Response(json.dumps({"error": "server busy"}), status=503, mimetype="application/json")
         if "fail" in prompt:
             return Response(json.dumps({"error": "the model crashed"}), status=500, mimetype="application/json")
         answer = '{"n": "not a number"}' if "badjson" in prompt else f"echo: {prompt}"

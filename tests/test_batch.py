@@ -86,6 +86,18 @@ def test_a_bad_item_fails_alone_and_bad_arguments_send_nothing(echo: EchoOllama,
     assert len(echo.prompts) == before
 
 
+def test_busy_retries_pass_through_to_the_engine(echo: EchoOllama, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ollama_magic import busy
+
+    monkeypatch.setattr(busy, "sleep", lambda seconds: None)
+    results = generate_many(["busy a", "b"], "tiny", host=echo.host, busy_retries=2, progress=False)
+    assert [r.text for r in results] == ["echo: busy a", "echo: b"]
+    assert results[0].busy_retries == 1
+    assert "1 busy-server retries" in results.summary()
+    refused = generate_many(["busy c"], "tiny", host=echo.host, busy_retries=0, progress=False)
+    assert status(refused[0]) == "failed" and "503" in (refused[0].error or "")
+
+
 def test_the_model_may_come_from_ollama_magic_model(echo: EchoOllama, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OLLAMA_MAGIC_MODEL", "tiny")
     results = generate_many(["a", {"prompt": "b", "model": "other"}], host=echo.host, progress=False)
