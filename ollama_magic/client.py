@@ -220,21 +220,28 @@ class OllamaClient:
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._request(method, path, **kwargs)
         try:
-            return response.json()  # type: ignore[no-any-return]
+            body = response.json()
         except ValueError as exc:
             raise OllamaResponseError(f"Ollama sent something that is not JSON from {path}") from exc
+        if not isinstance(body, dict):
+            raise OllamaResponseError(f"Ollama sent a JSON {type(body).__name__} from {path}, not an object")
+        return body
 
     def version(self) -> str:
         """The server's version string."""
         return str(self._json("GET", "/api/version").get("version", "unknown"))
 
+    def _models(self, path: str) -> list[dict[str, Any]]:
+        models = self._json("GET", path).get("models")
+        return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+
     def tags(self) -> list[dict[str, Any]]:
-        """The models stored on the server (``GET /api/tags``)."""
-        return list(self._json("GET", "/api/tags").get("models") or [])
+        """The models stored on the server (``GET /api/tags``); entries that are not objects are left out."""
+        return self._models("/api/tags")
 
     def ps(self) -> list[dict[str, Any]]:
         """The models loaded in memory now (``GET /api/ps``)."""
-        return list(self._json("GET", "/api/ps").get("models") or [])
+        return self._models("/api/ps")
 
     def pull(self, model: str) -> Iterator[dict[str, Any]]:
         """Download a model, yielding Ollama's progress objects (``status``, ``completed``, ``total``)."""

@@ -13,7 +13,11 @@ class OllamaMagicError(Exception):
     """Base class: a failure explained in one line."""
 
     def _render_traceback_(self) -> list[str]:
-        return [f"{type(self).__name__}: {self}"]
+        # The message may quote the server (an error text, a model name): shown without
+        # escape sequences, so it cannot drive the terminal or the notebook's ANSI renderer.
+        from .terminal import printable
+
+        return [printable(f"{type(self).__name__}: {self}")]
 
 
 class OllamaConnectionError(OllamaMagicError):

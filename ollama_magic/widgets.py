@@ -23,6 +23,7 @@ from .client import OllamaClient
 from .conversation import ConversationStore
 from .errors import GenerationInterrupted, OllamaMagicError
 from .generation import generate
+from .management import model_names
 from .render import Answer, footer_text
 from .request import resolve_model
 from .result import GenerationResult
@@ -98,7 +99,7 @@ class GeneratePanel:
 
     def _fetch_models(self) -> list[str]:
         try:
-            return sorted(m.get("name", "") for m in OllamaClient(self.host, self.timeout).tags())
+            return model_names(OllamaClient(self.host, self.timeout).tags())
         except OllamaMagicError as exc:
             self._say(str(exc), error=True)
             return []

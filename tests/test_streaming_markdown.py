@@ -24,6 +24,7 @@ LINES = [
     "  - nested", "     deep", "<div>html</div>", "&amp; entity", "line with trailing  ", "~~strike~~", "\\",
     "1.", "-", "*", "10. ten", "[link](http://x)", "<http://auto>", "lazy continuation", "[ref]: http://r",
     "[ref]", "> [q]: /u", "x[0]: y", "***bold***", "<script>alert(1)</script>",
+    "![img](http://i/x.png)", "![r][ref]", "[![b](http://i/b)](http://l)",
 ]  # fmt: skip
 
 
