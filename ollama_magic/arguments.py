@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from typing import Any, TypeVar
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
 
-from .request import merge_options
+from .errors import InvalidRequestError
+from .request import check_options, merge_options, normalize_keep_alive
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -247,7 +249,19 @@ def build_call(
         "num_ctx": args.num_ctx,
         "stop": args.stop,
     }
+    for flag, value in (("-t/--temperature", args.temperature), ("--top-p", args.top_p)):
+        if value is not None and not math.isfinite(value):
+            raise UsageError(f"{flag} must be a finite number, not {value}.")
+    if args.num_predict is not None and args.num_predict < -2:
+        raise UsageError(
+            f"--num-predict must be the most tokens to generate, or -1 for no limit, -2 to fill the context; "
+            f"not {args.num_predict}."
+        )
     options = merge_options(defaults.get("options"), per_cell, shortcuts)
+    try:
+        check_options(options)
+    except InvalidRequestError as exc:
+        raise UsageError(str(exc)) from None
     if args.retries < 0:
         raise UsageError("--retries must be 0 or more.")
     if args.retries and not args.format:
@@ -261,8 +275,16 @@ def build_call(
     if busy_retries is not None and busy_retries < 0:
         raise UsageError("--busy-retries must be 0 or more.")
     timeout = args.timeout if args.timeout is not None else defaults.get("timeout")
-    if timeout is not None and timeout <= 0:
-        raise UsageError("--timeout must be a positive number of seconds.")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise UsageError(
+            f"--timeout must be a positive number of seconds, not {timeout:g} (for a long wait, e.g. --timeout 3600)."
+        )
+    keep_alive = args.keep_alive if args.keep_alive is not None else (defaults.get("keep_alive") or None)
+    if keep_alive is not None:
+        try:
+            normalize_keep_alive(keep_alive)
+        except InvalidRequestError as exc:
+            raise UsageError(str(exc)) from None
     kwargs: dict[str, Any] = {
         "prompt": prompt,
         "model": args.model or defaults.get("model") or "",
@@ -274,7 +296,7 @@ def build_call(
         "template": args.template,
         "stream": not args.no_stream,
         "raw": args.raw,
-        "keep_alive": args.keep_alive if args.keep_alive is not None else (defaults.get("keep_alive") or None),
+        "keep_alive": keep_alive,
         "think": _think(args.think),
         "retries": args.retries,
         "schema_in_prompt": args.schema_in_prompt,

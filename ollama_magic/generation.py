@@ -17,7 +17,7 @@ from . import structured
 from .busy import BusyRetry, RetryCallback
 from .client import OllamaClient, Timeout
 from .errors import GenerationInterrupted, OllamaMagicError, OllamaResponseError
-from .request import ImageInput, build_generate_payload, resolve_model
+from .request import ImageInput, build_generate_payload, check_timeout, resolve_model
 from .result import GenerationResult, Stats, TextBuffer
 
 
@@ -89,6 +89,7 @@ def generate(
     sent_prompt = structured.prompt_with_schema(prompt, fmt) if (fmt and schema_in_prompt) else prompt
     if retries < 0:
         raise ValueError("retries must be 0 or more")
+    check_timeout(timeout)
     if busy_retries is not None and busy_retries < 0:
         raise ValueError("busy_retries must be 0 or more")
     retried = 0

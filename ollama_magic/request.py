@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -60,29 +61,111 @@ def merge_options(*layers: Mapping[str, Any] | None) -> dict[str, Any]:
     return merged
 
 
-def encode_image(image: ImageInput) -> str:
+#: The image formats Ollama decodes, by the bytes their files start with.  Anything else
+#: (a text file, a PDF, an SVG, a HEIC photo) is refused before sending: Ollama would
+#: fail on it with a terse error, or a model without vision would quietly ignore it.
+IMAGE_FORMATS = "PNG, JPEG, GIF or WebP"
+
+
+def image_kind(data: bytes) -> str | None:
+    """The image format of ``data`` from its first bytes, or None when Ollama cannot read it.
+
+    >>> image_kind(b"\\x89PNG\\r\\n\\x1a\\n..."), image_kind(b"GIF89a..."), image_kind(b"hello")
+    ('PNG', 'GIF', None)
+    """
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return None
+
+
+def encode_image(image: ImageInput, position: int = 1) -> str:
     """Return ``image`` as the base64 text Ollama expects.
 
-    Accepts raw bytes, a path to a file, or an object with a PIL-style ``save`` method.
+    Accepts raw bytes, a path to a file, or an object with a PIL-style ``save`` method
+    (saved as PNG).  Bytes and files must be an image Ollama reads (:data:`IMAGE_FORMATS`,
+    told by their first bytes, not by the file name); ``position`` (1-based) names the
+    image in the message when it is not.
     """
     if isinstance(image, (bytes, bytearray, memoryview)):
         data = bytes(image)
+        what = f"Image {position} (bytes)"
     elif isinstance(image, (str, os.PathLike)):
         path = Path(image).expanduser()
         if not path.is_file():
             raise InvalidRequestError(f"Image file not found: {str(image)!r}")
         data = path.read_bytes()
+        what = f"Image file {str(image)!r}"
     elif hasattr(image, "save"):
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
         data = buffer.getvalue()
+        what = f"Image {position}"
     else:
         raise InvalidRequestError(
             f"Cannot send a {type(image).__name__} as an image: give a file path, bytes, or a PIL image."
         )
     if not data:
-        raise InvalidRequestError("An image is empty (0 bytes).")
+        raise InvalidRequestError(f"{what} is empty (0 bytes).")
+    if image_kind(data) is None:
+        raise InvalidRequestError(
+            f"{what} is not an image Ollama can read: it must be {IMAGE_FORMATS} (it starts with {data[:8]!r})."
+        )
     return base64.b64encode(data).decode("ascii")
+
+
+def check_finite(value: Any, where: str) -> None:
+    """Refuse NaN and infinity anywhere in ``value`` (numbers, lists, dicts).
+
+    JSON has no such numbers: sending one fails inside ``requests`` with a traceback,
+    and a server that took it would do something undefined.
+
+    >>> check_finite({"stop": ["x"], "temperature": 0.2}, "options")
+    >>> check_finite({"temperature": float("nan")}, "options")
+    Traceback (most recent call last):
+    ...
+    ollama_magic.errors.InvalidRequestError: options.temperature is nan: give a finite number.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InvalidRequestError(f"{where} is {value}: give a finite number.")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            check_finite(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_finite(item, f"{where}[{index}]")
+
+
+def check_options(options: Mapping[str, Any]) -> None:
+    """What can be known wrong about model options before sending them.
+
+    >>> check_options({"num_predict": -1}), check_options({"num_predict": -2})
+    (None, None)
+    """
+    check_finite(dict(options), "options")
+    num_predict = options.get("num_predict")
+    if isinstance(num_predict, int) and not isinstance(num_predict, bool) and num_predict < -2:
+        raise InvalidRequestError(
+            f"num_predict {num_predict} means nothing to Ollama: give the most tokens to generate, "
+            "or -1 for no limit, -2 to fill the context."
+        )
+
+
+def check_timeout(timeout: Any) -> None:
+    """A timeout is None (wait for ever), or positive finite seconds, or a (connect, read) pair of them."""
+    for part in timeout if isinstance(timeout, tuple) else (timeout,):
+        if part is None:
+            continue
+        if isinstance(part, bool) or not isinstance(part, (int, float)) or not math.isfinite(part) or part <= 0:
+            raise InvalidRequestError(
+                f"timeout must be a positive number of seconds, not {part!r} "
+                "(None waits for ever; a long wait is a large number, e.g. 3600)."
+            )
 
 
 def build_generate_payload(
@@ -119,12 +202,13 @@ def build_generate_payload(
     if suffix is not None:
         payload["suffix"] = suffix
     if images:
-        payload["images"] = [encode_image(image) for image in images]
+        payload["images"] = [encode_image(image, number) for number, image in enumerate(images, 1)]
     if format is not None:
         if isinstance(format, str) and format != "json":
             raise InvalidRequestError(f"format must be 'json' or a JSON schema, not {format!r}")
         payload["format"] = format if isinstance(format, str) else dict(format)
     if options:
+        check_options(options)
         payload["options"] = dict(options)
     if system is not None:
         payload["system"] = system
@@ -133,7 +217,7 @@ def build_generate_payload(
     if raw:
         payload["raw"] = True
     if keep_alive is not None:
-        payload["keep_alive"] = _keep_alive(keep_alive)
+        payload["keep_alive"] = normalize_keep_alive(keep_alive)
     if context and not raw:
         payload["context"] = list(context)
     if think is not None:
@@ -141,13 +225,16 @@ def build_generate_payload(
     return payload
 
 
-def _keep_alive(value: str | int | float) -> str | int | float:
+def normalize_keep_alive(value: str | int | float) -> str | int | float:
     """Numbers (also numeric strings) are seconds for Ollama; durations like ``5m`` pass as text.
 
-    >>> _keep_alive("0"), _keep_alive("-1"), _keep_alive("10m"), _keep_alive(30)
+    NaN and infinity (``1e400``) are refused: JSON cannot carry them.
+
+    >>> normalize_keep_alive("0"), normalize_keep_alive("-1"), normalize_keep_alive("10m"), normalize_keep_alive(30)
     (0, -1, '10m', 30)
     """
     if isinstance(value, (int, float)):
+        check_finite(value, "keep_alive")
         return value
     text = str(value).strip()
     try:
@@ -155,9 +242,12 @@ def _keep_alive(value: str | int | float) -> str | int | float:
     except ValueError:
         pass
     try:
-        return float(text)
+        number = float(text)
     except ValueError:
         pass
+    else:
+        check_finite(number, f"keep_alive {text!r}")
+        return number
 
     if not re.fullmatch(r"(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+", text):
         raise InvalidRequestError(

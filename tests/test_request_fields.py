@@ -60,13 +60,13 @@ def test_configured_options_merge_under_cell_options(ip: Any, fake: FakeOllama) 
 
 def test_images_from_file_and_from_variable(ip: Any, fake: FakeOllama, tmp_path: Path) -> None:
     picture = tmp_path / "cat.png"
-    picture.write_bytes(b"\x89PNG fake")
-    ip.user_ns["img"] = b"raw bytes"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n fake")  # only the first bytes are checked (they say PNG)
+    ip.user_ns["img"] = b"\xff\xd8\xff raw JPEG bytes"
     fake.reply()
     assert run(ip, f"%%generate -m tiny --images {picture} img\nDescribe").success
     assert fake.last["images"] == [
-        base64.b64encode(b"\x89PNG fake").decode(),
-        base64.b64encode(b"raw bytes").decode(),
+        base64.b64encode(b"\x89PNG\r\n\x1a\n fake").decode(),
+        base64.b64encode(b"\xff\xd8\xff raw JPEG bytes").decode(),
     ]
 
 
