@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,6 +26,12 @@ from .errors import (
     OllamaTimeoutError,
 )
 from .host import resolve_host
+
+#: The longest response line taken (a line is one JSON object, normally a few hundred
+#: bytes; a non-streamed answer is one line).  A server that never ends its line would
+#: otherwise grow the kernel's memory without bound; past this the answer stops with an
+#: error and the text so far is kept.
+MAX_LINE_BYTES = 16 * 1024 * 1024
 
 #: The most bytes taken from the socket in one read.  Reads return as soon as anything
 #: has arrived (see :func:`_blocks`), so a large value costs no latency and saves
@@ -281,19 +288,34 @@ def _blocks(response: requests.Response) -> Iterator[bytes]:
 def iter_ndjson(response: requests.Response, base_url: str = "") -> Iterator[dict[str, Any]]:
     """Yield the JSON objects of an NDJSON response, raising on ``error`` lines.
 
-    A line that is not JSON raises :class:`OllamaResponseError`; a connection that breaks
-    raises :class:`OllamaConnectionError`.  A stream that simply ends before ``done`` is
-    left to the caller to notice.
+    A line that is not JSON, or longer than :data:`MAX_LINE_BYTES`, raises
+    :class:`OllamaResponseError`; a connection that breaks raises
+    :class:`OllamaConnectionError`.  A stream that simply ends before ``done`` is left
+    to the caller to notice.
     """
-    pending = b""
+    held: list[bytes] = []  # the start of a line still unfinished, in the pieces it came in
+    size = 0
     try:
         for block in _blocks(response):
             lines = block.split(b"\n")
-            lines[0] = pending + lines[0]
-            pending = lines.pop()
+            if len(lines) == 1:  # the middle of a long line
+                held.append(block)
+                size += len(block)
+                if size > MAX_LINE_BYTES:
+                    raise _line_too_long(base_url)
+                continue
+            if held:
+                held.append(lines[0])
+                lines[0] = b"".join(held)
+                held = []
+            tail = lines.pop()
+            if tail:
+                held = [tail]
+            size = len(tail)
             for line in lines:
                 if line.strip():
                     yield _decode_line(line)
+        pending = b"".join(held)
         if pending.strip():
             yield _decode_line(pending)
     except (
@@ -312,14 +334,60 @@ def iter_ndjson(response: requests.Response, base_url: str = "") -> Iterator[dic
         ) from exc
 
 
+def _line_too_long(base_url: str) -> OllamaResponseError:
+    return OllamaResponseError(
+        f"Ollama at {base_url} sent a line of over {MAX_LINE_BYTES // (1024 * 1024)} MiB without ending it: "
+        "the answer was stopped there (a broken server or proxy?)."
+    )
+
+
+#: A surrogate escape in the JSON text (``\\ud83d``); valid pairs decode to one character,
+#: so a surrogate left in the decoded text stood alone.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
 def _decode_line(line: bytes) -> dict[str, Any]:
     try:
         obj = json.loads(line)
+    except UnicodeDecodeError:
+        # Invalid UTF-8 from a broken server or proxy: show U+FFFD where it was and go on,
+        # rather than lose the whole answer.
+        obj = _loads_or_raise(line.decode("utf-8", "replace"), line)
     except ValueError as exc:
-        snippet = line[:80].decode("utf-8", "replace")
-        raise OllamaResponseError(f"Ollama sent a line that is not JSON: {snippet!r}") from exc
+        raise _not_json(line) from exc
     if not isinstance(obj, dict):
         raise OllamaResponseError(f"Ollama sent an unexpected line: {obj!r:.80}")
+    if b"\\u" in line and _SURROGATE_ESCAPE.search(line):
+        obj = _without_lone_surrogates(obj)
     if "error" in obj:
         raise OllamaResponseError(f"Ollama reported an error: {obj['error']}", -1)
     return obj
+
+
+def _loads_or_raise(text: str, line: bytes) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise _not_json(line) from exc
+
+
+def _not_json(line: bytes) -> OllamaResponseError:
+    snippet = line[:80].decode("utf-8", "replace")
+    return OllamaResponseError(f"Ollama sent a line that is not JSON: {snippet!r}")
+
+
+def _without_lone_surrogates(value: Any) -> Any:
+    """``value`` with every lone surrogate replaced by U+FFFD.
+
+    JSON lets a server write ``"\\ud83d"`` alone; Python decodes it to a string that
+    cannot be encoded to UTF-8, so the kernel could not send the answer to the notebook
+    (and it would be lost).  Replaced here, the answer shows and is kept.
+    """
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_without_lone_surrogates(k): _without_lone_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_lone_surrogates(v) for v in value]
+    return value

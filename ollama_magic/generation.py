@@ -159,6 +159,10 @@ def _stream_one(client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCa
             for obj in stream:
                 piece = obj.get("response")
                 thought = obj.get("thinking")
+                if piece.__class__ is not str:  # a broken server's number or list is not text
+                    piece = None
+                if thought.__class__ is not str:
+                    thought = None
                 if piece:
                     parts.append(piece)
                 if thought:
@@ -211,11 +215,18 @@ def _result(
     *,
     complete: bool,
 ) -> GenerationResult:
+    # The final object comes from the server: values of the wrong type are not trusted
+    # (a context that is not a list of token ids would be sent back with the next turn).
+    answered_model = final.get("model")
+    context = final.get("context")
+    if not (isinstance(context, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in context)):
+        context = None
+    done_reason = final.get("done_reason")
     return GenerationResult(
         text=str(parts),
-        model=final.get("model") or model,
-        context=final.get("context"),
-        done_reason=final.get("done_reason"),
+        model=answered_model if isinstance(answered_model, str) and answered_model else model,
+        context=context,
+        done_reason=done_reason if isinstance(done_reason, str) else None,
         thinking=str(thinking) if thinking else None,
         stats=Stats.from_response(final),
         complete=complete,

@@ -8,6 +8,15 @@ from typing import Any
 _NS = 1e9
 
 
+def _count(value: Any) -> int | None:
+    """A count or a duration from the server: a non-negative whole number, else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return value if isinstance(value, int) and value >= 0 else None
+
+
 @dataclass(frozen=True)
 class Stats:
     """The counts and durations Ollama reports in its final object (durations in ns)."""
@@ -21,8 +30,16 @@ class Stats:
 
     @classmethod
     def from_response(cls, final: dict[str, Any]) -> Stats:
-        """Read the statistics from Ollama's last (``done``) object."""
-        return cls(**{name: final.get(name) for name in cls.__dataclass_fields__})
+        """Read the statistics from Ollama's last (``done``) object.
+
+        Only whole numbers are taken: a value of another type (``"eval_count": "5"`` from
+        a broken server or proxy) or a negative one reads as unknown, never as a crash.
+
+        >>> Stats.from_response({"eval_count": "5", "eval_duration": 2_000_000_000, "load_duration": -1})
+        Stats(total_duration=None, load_duration=None, prompt_eval_count=None, prompt_eval_duration=None, \
+eval_count=None, eval_duration=2000000000)
+        """
+        return cls(**{name: _count(final.get(name)) for name in cls.__dataclass_fields__})
 
     @property
     def tokens_per_second(self) -> float | None:
