@@ -7,6 +7,9 @@ again each time the notebook is opened: data sent out without a click.  Here the
 thinking) carry every way Markdown has to name an image; the control is a real ``<img>``
 in ordinary trusted Python output, which the same page *does* fetch, so an empty log
 means the answer fetched nothing, not that the check could not see it.
+
+JupyterLab typesets ``$...$`` in HTML outputs with MathJax, whose ``\\style`` macro
+takes CSS (a ``url()`` would fetch): that is in the answer too.
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ def answer_pieces(base: str) -> tuple[list[str], list[str]]:
         f"| a | b |\n|---|---|\n| ![cell]({base}/table-cell.png) | x |\n\n",
         f'<img src="{base}/raw-html.png"> <iframe src="{base}/iframe"></iframe>\n\n',
         f"A link that needs a click: [docs]({base}/link) and <{base}/autolink>.\n\n",
+        f"Math: $\\style{{background-image: url('{base}/mathjax-style')}}{{x}}$ and "
+        f"$$\\class{{a}}{{y}} \\href{{{base}/mathjax-href}}{{z}}$$\n\n",
         f"[r]: {base}/reference?d=SECRET\n[collapsed]: {base}/collapsed?d=SECRET\n",
     ]
     return answer, thinking
