@@ -265,7 +265,9 @@ class Answer:
             lines.append(self.status)
         if self.footer:
             lines.append(f"— {self.footer}")
-        return "\n".join(lines)
+        # Shown as it is by terminal frontends (jupyter console) and saved in the notebook:
+        # no escape sequences (see ollama_magic.terminal).
+        return printable("\n".join(lines))
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         return {"text/plain": self.plain(), "text/html": self.html()}

@@ -265,6 +265,16 @@ def test_terminal_view_cleans_a_whole_answer_schema_errors_and_footer() -> None:
     assert out.getvalue() == "whole\nSchema check failed:\n  - '' is not valid\nstatus\n— tiny · 4 tokens\n"
 
 
+def test_the_plain_text_of_a_notebook_answer_has_no_escapes(nb: Any, fake: FakeOllama) -> None:
+    """text/plain is what jupyter console prints and what a notebook saves beside the HTML."""
+    fake.stream(chunk("", thinking="t\x1b]52;c;eA==\x07"), chunk("Hey \x1b[2J"), chunk("now!\x9b5m"), final([1]))
+    run(nb, "%%generate -m tiny\nHi")
+    for message in nb.publisher.messages:
+        plain = message["data"]["text/plain"]
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", plain), repr(plain)
+    assert nb.publisher.final["text/plain"].startswith("[thinking]\nt\n[/thinking]\nHey now!\n— tiny")
+
+
 def test_error_texts_from_the_server_reach_the_terminal_clean(ip: Any, fake: FakeOllama, capsys: Any) -> None:
     fake.stream(chunk("Partial"), {"error": "boom\x1b]52;c;cm0gLXJmIH4=\x07\x1b[2J here"})
     result = run(ip, "%%generate -m tiny\nHi")
