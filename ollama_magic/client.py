@@ -250,9 +250,15 @@ class OllamaClient:
         """The models loaded in memory now (``GET /api/ps``)."""
         return self._models("/api/ps")
 
-    def pull(self, model: str) -> Iterator[dict[str, Any]]:
-        """Download a model, yielding Ollama's progress objects (``status``, ``completed``, ``total``)."""
-        response = self._request("POST", "/api/pull", json={"model": model, "stream": True}, stream=True)
+    def pull(self, model: str, *, insecure: bool = False) -> Iterator[dict[str, Any]]:
+        """Download a model, yielding Ollama's progress objects (``status``, ``completed``, ``total``).
+
+        ``insecure`` lets the server use a registry without TLS (a private one on the network).
+        """
+        body: dict[str, Any] = {"model": model, "stream": True}
+        if insecure:
+            body["insecure"] = True
+        response = self._request("POST", "/api/pull", json=body, stream=True)
         try:
             yield from iter_ndjson(response, self.base_url)
         finally:

@@ -107,18 +107,16 @@ def _show(magics: GenerateMagics, args: list[str]) -> None:
     print(management.show_text(name, magics.client().show(name)))
 
 
-@subcommand("pull MODEL", "download a model onto the server, with progress")
+@subcommand("pull [--insecure] MODEL", "download a model onto the server, with a progress bar")
 def _pull(magics: GenerateMagics, args: list[str]) -> None:
-    (name,) = expect(args, "pull MODEL", at_least=1, at_most=1)
-    last = ""
-    for progress in magics.client().pull(name):
-        status = progress.get("status", "")
-        total, done = progress.get("total"), progress.get("completed")
-        text = f"{status} {done * 100 // total}%" if total and done is not None else status
-        if text != last:
-            print(f"\r{text:<60}", end="", flush=True)
-            last = text
-    print()
+    from . import pull
+
+    insecure = "--insecure" in args
+    rest = [a for a in args if a != "--insecure"]
+    if any(a.startswith("-") for a in rest):
+        raise UsageError("Usage: %ollama pull [--insecure] MODEL")
+    (name,) = expect(rest, "pull [--insecure] MODEL", at_least=1, at_most=1)
+    pull.pull(name, insecure=insecure, client=magics.client())
 
 
 @subcommand("version", "this package's version and the server's")

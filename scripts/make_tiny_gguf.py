@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Write a tiny, deterministic llama-architecture GGUF (no downloaded weights).
 
-Usage: make_tiny_gguf.py OUT.gguf [--variant short|long]
+Usage: make_tiny_gguf.py OUT.gguf [--variant short|long] [--pad-mb N]
 
 Needs the PyPI package ``gguf==0.19.0`` (and numpy).  The file is about 520 KB:
 2 layers, width 64, a 354-token SentencePiece vocabulary with byte fallback.
@@ -25,6 +25,12 @@ used inside "Hey now", whose successor is 'n'.)
 A weaker 'base' preference (EOS > } > ] > " > { > , > : > 1 > [ ...) decides when a
 JSON grammar forbids the bigram choice, so format=json / JSON-schema grammars finish
 in a handful of tokens with both variants.  The output is byte-for-byte reproducible.
+
+``--pad-mb N`` makes the file about N MB bigger without changing a single answer: the
+feed-forward blocks get wider (their output projections stay zero, so they still add
+nothing).  Used to make a model big enough that a pull's progress is visible (tests of
+``%ollama pull`` against a local registry).  llama.cpp refuses files with tensors it does
+not know, so the padding has to live in tensors the architecture has.
 """
 
 import argparse
@@ -40,7 +46,7 @@ except ImportError as e:  # pragma: no cover
 VARIANTS = ("short", "long")
 
 
-def build(out: str, variant: str = "short") -> int:
+def build(out: str, variant: str = "short", pad_mb: float = 0.0) -> int:
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r} (expected one of {VARIANTS})")
 
@@ -85,6 +91,9 @@ def build(out: str, variant: str = "short") -> int:
     OTHER_NEXT = tid["H"]
 
     n_embd, n_head, n_head_kv, n_ff, n_layer, n_ctx = 64, 4, 4, 128, 2, 4096
+    if pad_mb > 0:
+        # three float32 [n_ff x n_embd] matrices per layer; round to a multiple of 32
+        n_ff += int(pad_mb * 1_000_000 / (3 * 4 * n_embd * n_layer)) // 32 * 32
     head_dim = n_embd // n_head
     assert 2 + len(classes) <= n_embd
 
@@ -176,9 +185,10 @@ def main(argv=None):
         default="short",
         help="short: 'Hey now!' then stop; long: 'Hey now! Hey now! ...' forever",
     )
+    ap.add_argument("--pad-mb", type=float, default=0.0, help="make the file about this many MB bigger (same answers)")
     args = ap.parse_args(argv)
-    n_vocab = build(args.out, args.variant)
-    print(f"wrote {args.out}: variant={args.variant} vocab={n_vocab} embd=64 layers=2")
+    n_vocab = build(args.out, args.variant, args.pad_mb)
+    print(f"wrote {args.out}: variant={args.variant} vocab={n_vocab} embd=64 layers=2 pad={args.pad_mb:g} MB")
 
 
 if __name__ == "__main__":

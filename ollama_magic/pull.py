@@ -1,0 +1,376 @@
+"""``%ollama pull``: download a model onto the server, with a progress display a person can read.
+
+Ollama streams progress objects while it pulls: ``{"status": "pulling manifest"}``, then for
+each layer ``{"status": "pulling <digest>", "digest": ..., "total": N, "completed": M}``,
+then ``verifying sha256 digest``, ``writing manifest``, ``success``.  :class:`PullState`
+turns them into what is shown (the layer, MB done of total, rate, time left, the final
+status); :class:`NotebookPullView` shows it as an ipywidgets progress bar and
+:class:`TerminalPullView` as one updating text line.  ipywidgets is already a dependency
+(the panel), so no new one (tqdm) is needed for the bar.
+
+Two failures get their own one-line messages: a server that cannot reach the registry
+(offline; Go's ``dial tcp ...`` error is not for people) and Ctrl-C, which closes the
+connection (Ollama then stops the download; the layers it finished are kept, so the next
+pull resumes) and ends the cell with one line instead of a KeyboardInterrupt traceback.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TextIO
+
+from .client import OllamaClient
+from .errors import OllamaConnectionError, OllamaMagicError, OllamaResponseError
+
+MB = 1_000_000
+#: Seconds of history the rate is measured over (smooths bursts, follows changes).
+RATE_WINDOW = 5.0
+
+_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?|[\x00-\x1f\x7f-\x9f]")
+
+#: Words in Ollama's pull error that mean the server could not reach the registry at all.
+_UNREACHABLE = (
+    "dial tcp",
+    "no such host",
+    "connection refused",
+    "network is unreachable",
+    "i/o timeout",
+    "tls handshake timeout",
+    "connection reset",
+    "no route to host",
+    "temporary failure in name resolution",
+)
+
+
+class PullInterrupted(OllamaMagicError):
+    """The person stopped a pull (Ctrl-C); the layers already downloaded stay on the server."""
+
+
+class RegistryUnreachableError(OllamaConnectionError):
+    """The Ollama server cannot reach the model registry (no internet access, a firewall)."""
+
+
+class PullError(OllamaResponseError):
+    """The registry answered, but the pull failed (an unknown model, a registry without TLS...)."""
+
+
+def printable(text: Any) -> str:
+    """Server text made safe for a terminal line: escape sequences and control characters removed.
+
+    >>> printable("pulling \\x1b]52;c;aGk=\\x07abc\\x1b[2J\\n")
+    'pulling abc'
+    """
+    return _CONTROL.sub("", str(text))
+
+
+def _mb(n: float) -> str:
+    return f"{n / MB:,.1f}"
+
+
+def _size(n: float) -> str:
+    """
+    >>> _size(512), _size(12_300), _size(40_480_224)
+    ('512 B', '12 KB', '40.5 MB')
+    """
+    if n < 1000:
+        return f"{n:.0f} B"
+    if n < MB:
+        return f"{n / 1000:.0f} KB"
+    return f"{n / MB:,.1f} MB"
+
+
+def _duration(seconds: float) -> str:
+    """
+    >>> _duration(5.2), _duration(75), _duration(3725)
+    ('5 s', '1 min 15 s', '1 h 2 min')
+    """
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
+@dataclass
+class PullState:
+    """What the display shows, updated from each of Ollama's progress objects."""
+
+    model: str
+    status: str = "starting"
+    layer: str = ""
+    layer_number: int = 0
+    layers: list[str] = field(default_factory=list)
+    completed: int = 0
+    total: int = 0
+    done: bool = False
+    clock: Callable[[], float] = time.monotonic
+    _history: deque[tuple[float, int]] = field(default_factory=deque)
+    _bytes: dict[str, int] = field(default_factory=dict)
+
+    def update(self, progress: dict[str, Any]) -> None:
+        """Take one progress object from ``/api/pull``."""
+        self.status = printable(progress.get("status") or self.status)
+        digest = progress.get("digest")
+        if isinstance(digest, str) and digest:
+            if digest not in self.layers:
+                self.layers.append(digest)
+            self.layer = digest.removeprefix("sha256:")[:12]
+            self.layer_number = self.layers.index(digest) + 1
+            total, completed = progress.get("total"), progress.get("completed")
+            self.total = total if isinstance(total, int) and total > 0 else 0
+            self.completed = completed if isinstance(completed, int) and completed >= 0 else 0
+            self._bytes[digest] = self.completed
+        elif self.status in ("success",):
+            self.done = True
+        now = self.clock()
+        self._history.append((now, sum(self._bytes.values())))
+        while len(self._history) > 2 and now - self._history[0][0] > RATE_WINDOW:
+            self._history.popleft()
+
+    @property
+    def downloading(self) -> bool:
+        return bool(self.total) and self.status.startswith("pulling ") and not self.done
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.completed / self.total) if self.total else (1.0 if self.done else 0.0)
+
+    @property
+    def rate(self) -> float | None:
+        """Bytes per second over the last few seconds, or None before it can be measured."""
+        if len(self._history) < 2:
+            return None
+        (t0, b0), (t1, b1) = self._history[0], self._history[-1]
+        return (b1 - b0) / (t1 - t0) if t1 - t0 >= 0.2 and b1 > b0 else None
+
+    @property
+    def seconds_left(self) -> float | None:
+        rate = self.rate
+        return (self.total - self.completed) / rate if rate and self.total else None
+
+    @property
+    def finishing(self) -> bool:
+        """The current layer is all there (Ollama still checks it): no rate or time left to show."""
+        return bool(self.total) and self.completed >= self.total
+
+    def layer_text(self) -> str:
+        """``layer 2 of 4 · 6a0746a1ec1a`` (the count grows as Ollama announces layers)."""
+        return f"layer {self.layer_number} of {len(self.layers)} · {self.layer}" if self.layer else ""
+
+    def numbers_text(self) -> str:
+        """``12.3 / 397.8 MB · 8.1 MB/s · 47 s left``."""
+        if not self.total:
+            return ""
+        if self.total >= MB:
+            bits = [f"{_mb(self.completed)} / {_mb(self.total)} MB"]
+        else:
+            bits = [f"{_size(self.completed)} / {_size(self.total)}"]
+        if self.rate and not self.finishing:
+            bits.append(f"{self.rate / MB:,.1f} MB/s")
+        if self.seconds_left is not None and not self.finishing:
+            bits.append(f"{_duration(self.seconds_left)} left")
+        return " · ".join(bits)
+
+    def line(self) -> str:
+        """The whole state as one line of text (the terminal's display)."""
+        if self.downloading:
+            return f"{self.model}: {self.layer_text()} · {self.fraction:4.0%} · {self.numbers_text()}"
+        return f"{self.model}: {self.status}"
+
+
+class PullView(Protocol):
+    """A progress display: ``update`` as often as progress arrives (it throttles), ``finish`` once."""
+
+    def update(self, state: PullState) -> None: ...
+
+    def finish(self, state: PullState, message: str | None) -> None:
+        """The pull ended: ``message`` is the success line, None after a failure (the error says it)."""
+        ...
+
+
+class TerminalPullView:
+    """One text line rewritten in place (carriage return), then the final status on its own line."""
+
+    def __init__(self, stream: TextIO | None = None, interval: float = 0.1) -> None:
+        self._stream = stream
+        self.interval = interval
+        self._next = 0.0
+        self._width = 0
+
+    @property
+    def out(self) -> TextIO:
+        return self._stream or sys.stdout
+
+    def _write(self, text: str, end: str = "") -> None:
+        pad = max(0, self._width - len(text))
+        self.out.write(f"\r{text}{' ' * pad}{end}")
+        self.out.flush()
+        self._width = 0 if end else len(text)
+
+    def update(self, state: PullState) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        self._write(state.line())
+
+    def finish(self, state: PullState, message: str | None) -> None:
+        if message is not None:
+            self._write(message, end="\n")
+        elif self._width:
+            self._write("")  # wipe the progress line: the error's one line takes its place
+            self.out.write("\r")
+            self.out.flush()
+
+
+class NotebookPullView:
+    """An ipywidgets progress bar with the layer, MB, rate and time left; the final status as text.
+
+    The bar lives in the widget (not saved in the notebook); the final line is printed as
+    an ordinary output, so the saved notebook still says how the pull ended.
+    """
+
+    def __init__(self, display: Callable[..., Any], interval: float = 0.1) -> None:
+        import ipywidgets as w
+
+        self.interval = interval
+        self._next = 0.0
+        self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="40%"))
+        self.label = w.HTML()
+        self.numbers = w.HTML()
+        self.box = w.HBox([self.label, self.bar, self.numbers])
+        display(self.box)
+
+    def update(self, state: PullState) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.interval
+        self._show(state)
+
+    def _show(self, state: PullState) -> None:
+        # Everything from the server is text, never markup.
+        if state.downloading:
+            self.label.value = html.escape(f"{state.model} · {state.layer_text()}")
+            self.bar.value = state.fraction
+            self.numbers.value = html.escape(f"{state.fraction:.0%} · {state.numbers_text()}")
+        else:
+            self.label.value = html.escape(state.model)
+            self.numbers.value = html.escape(state.status)
+
+    def finish(self, state: PullState, message: str | None) -> None:
+        self._show(state)
+        if message is None:  # failed: the bar stays where it stopped, red; the error line follows
+            self.bar.bar_style = "danger"
+            return
+        self.bar.value = 1.0
+        self.bar.bar_style = "success"
+        self.numbers.value = html.escape(message)
+        print(message)
+
+
+def default_view() -> PullView:
+    """A progress bar in a notebook kernel, one text line elsewhere."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        shell = None
+    if shell is not None and getattr(shell, "kernel", None) is not None:
+        from IPython.display import display
+
+        return NotebookPullView(display)
+    return TerminalPullView()
+
+
+def _registry_of(model: str) -> str:
+    """The registry a model name points at (``host[:port]/ns/name``), else Ollama's own.
+
+    >>> _registry_of("qwen2.5:0.5b"), _registry_of("127.0.0.1:5055/library/tiny")
+    ('registry.ollama.ai', '127.0.0.1:5055')
+    """
+    first, _, rest = model.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return "registry.ollama.ai"
+
+
+def explain(error: OllamaResponseError, model: str, base_url: str) -> OllamaMagicError:
+    """Ollama's pull error, rewritten for a person: what happened, and what to do."""
+    text = str(error).lower()
+    registry = _registry_of(model)
+    if any(marker in text for marker in _UNREACHABLE):
+        where = "Ollama's model registry" if registry == "registry.ollama.ai" else f"the registry {registry}"
+        return RegistryUnreachableError(
+            f"The Ollama server at {base_url} cannot reach {where} ({registry}) to pull {model!r}: it has no "
+            "internet access there. Pull the model on a machine that has (`ollama pull`), then copy it over "
+            "(the files under that machine's ~/.ollama/models into this server's models folder), "
+            "or give the server internet access."
+        )
+    if "http response to https client" in text:
+        return PullError(
+            f"The registry {registry} does not speak HTTPS: pull with --insecure "
+            f"(`%ollama pull --insecure {model}`) if you trust it.",
+            error.status_code,
+        )
+    if "file does not exist" in text or "manifest unknown" in text or "not found" in text:
+        return PullError(
+            f"The registry {registry} has no model {model!r}: check the name and tag "
+            "(https://ollama.com/library lists Ollama's models).",
+            error.status_code,
+        )
+    detail = printable(str(error)).removeprefix("Ollama reported an error: ")
+    return PullError(f"Pulling {model!r} failed: {detail}", error.status_code)
+
+
+def pull(
+    model: str,
+    *,
+    insecure: bool = False,
+    client: OllamaClient | None = None,
+    view: PullView | None = None,
+    progress: Iterable[dict[str, Any]] | None = None,
+) -> PullState:
+    """Pull ``model`` onto the server, showing progress; return the final state.
+
+    Raises :class:`RegistryUnreachableError`, :class:`PullError` or, on Ctrl-C,
+    :class:`PullInterrupted`, each with a one-line message.
+    """
+    client = client or OllamaClient()
+    view = view or default_view()
+    state = PullState(model)
+    stream = progress if progress is not None else client.pull(model, insecure=insecure)
+    try:
+        for obj in stream:
+            state.update(obj)
+            view.update(state)
+    except KeyboardInterrupt:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # drops the connection: Ollama stops downloading
+        message = (
+            f"Pull of {model!r} interrupted: the layers already downloaded stay on the server; pull again to resume."
+        )
+        view.finish(state, None)
+        raise PullInterrupted(message) from None
+    except OllamaResponseError as exc:
+        failure = explain(exc, model, client.base_url)
+        view.finish(state, None)
+        raise failure from None
+    except OllamaMagicError:
+        view.finish(state, None)
+        raise
+    if not state.done:
+        view.finish(state, None)
+        raise PullError(f"The pull of {model!r} ended without Ollama's 'success': try it again.")
+    size = _size(sum(state._bytes.values()))
+    view.finish(state, f"Pulled {model}: {len(state.layers)} layers, {size}, ready to use.")
+    return state

@@ -1,0 +1,179 @@
+"""``%ollama pull``: a progress display a person can read, and one line for each failure.
+
+The fake server streams the progress objects Ollama 0.9.3 sends (checked against the real
+server and a real registry in tests/e2e/test_pull_e2e.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+from ollama_magic.pull import PullInterrupted, PullState, TerminalPullView
+
+from .conftest import RecordingPublisher, notebook_like, run
+
+DIGEST = "sha256:" + "ab12cd34ef56" + "0" * 52
+OFFLINE = (
+    'pull model manifest: Get "https://registry.ollama.ai/v2/library/qwen2.5/manifests/0.5b": '
+    "dial tcp: lookup registry.ollama.ai on 10.255.255.53:53: no such host"
+)
+
+
+def screen(text: str) -> list[str]:
+    """The non-empty lines a terminal shows for ``text``: a carriage return overwrites its line."""
+    shown = []
+    for line in text.split("\n"):
+        cells: list[str] = []
+        for segment in line.split("\r"):
+            cells[: len(segment)] = list(segment)
+        if "".join(cells).strip():
+            shown.append("".join(cells).rstrip())
+    return shown
+
+
+def progress(total: int = 40_000_000, steps: int = 4) -> list[dict[str, Any]]:
+    objs: list[dict[str, Any]] = [{"status": "pulling manifest"}]
+    for i in range(steps + 1):
+        objs.append(
+            {"status": f"pulling {DIGEST[7:19]}", "digest": DIGEST, "total": total, "completed": total * i // steps}
+        )
+    objs += [{"status": "verifying sha256 digest"}, {"status": "writing manifest"}, {"status": "success"}]
+    return objs
+
+
+def serve_pull(httpserver: HTTPServer, objects: list[Any], seen: list[dict[str, Any]] | None = None) -> None:
+    def handle(request: Request) -> Response:
+        if seen is not None:
+            seen.append(request.get_json())
+        body = "".join(o if isinstance(o, str) else json.dumps(o) + "\n" for o in objects)
+        return Response(body, mimetype="application/x-ndjson")
+
+    httpserver.expect_request("/api/pull", method="POST").respond_with_handler(handle)
+
+
+def test_the_state_gives_layer_megabytes_rate_and_time_left() -> None:
+    now = [0.0]
+    state = PullState("qwen2.5:0.5b", clock=lambda: now[0])
+    state.update({"status": "pulling manifest"})
+    assert state.line() == "qwen2.5:0.5b: pulling manifest"
+    for second, done in [(0, 0), (1, 10_000_000), (2, 20_000_000)]:
+        now[0] = float(second)
+        state.update({"status": "pulling c5396e06af29", "digest": DIGEST, "total": 400_000_000, "completed": done})
+    assert state.layer_text() == "layer 1 of 1 · ab12cd340000"[:0] + f"layer 1 of 1 · {DIGEST[7:19]}"
+    assert state.numbers_text() == "20.0 / 400.0 MB · 10.0 MB/s · 38 s left"
+    assert (
+        state.line() == f"qwen2.5:0.5b: layer 1 of 1 · {DIGEST[7:19]} ·   5% · 20.0 / 400.0 MB · 10.0 MB/s · 38 s left"
+    )
+    state.update({"status": "success"})
+    assert state.done and state.line() == "qwen2.5:0.5b: success"
+
+
+def test_the_terminal_shows_one_updating_line_then_the_result(ip: Any, httpserver: HTTPServer, capsys: Any) -> None:
+    serve_pull(httpserver, progress())
+    result = run(ip, "%ollama pull some-model")
+    assert result.success, result.error_in_exec
+    out = capsys.readouterr().out
+    assert out.count("\r") >= 2  # one line, rewritten in place
+    assert screen(out) == ["Pulled some-model: 1 layers, 40.0 MB, ready to use."]
+
+
+def test_the_notebook_shows_a_progress_bar_and_saves_the_final_line(
+    ip: Any, httpserver: HTTPServer, capsys: Any
+) -> None:
+    serve_pull(httpserver, progress())
+    with notebook_like(ip) as shell:
+        result = run(shell, "%ollama pull some-model")
+        assert result.success, result.error_in_exec
+        publisher: RecordingPublisher = shell.publisher
+        widgets = [m for m in publisher.messages if "application/vnd.jupyter.widget-view+json" in m.get("data", {})]
+        assert widgets, publisher.messages  # a live ipywidgets bar
+    assert "Pulled some-model: 1 layers, 40.0 MB, ready to use." in capsys.readouterr().out
+
+
+def test_insecure_reaches_the_request(ip: Any, httpserver: HTTPServer) -> None:
+    seen: list[dict[str, Any]] = []
+    serve_pull(httpserver, progress(), seen)
+    assert run(ip, "%ollama pull --insecure 127.0.0.1:5055/library/tiny").success
+    assert seen[-1] == {"model": "127.0.0.1:5055/library/tiny", "stream": True, "insecure": True}
+    assert run(ip, "%ollama pull tiny").success
+    assert "insecure" not in seen[-1]
+
+
+def test_a_server_without_internet_is_one_line_that_says_what_to_do(
+    ip: Any, httpserver: HTTPServer, capsys: Any
+) -> None:
+    serve_pull(httpserver, [{"status": "pulling manifest"}, {"error": OFFLINE}])
+    result = run(ip, "%ollama pull qwen2.5:0.5b")
+    assert not result.success
+    seen = capsys.readouterr()
+    text = seen.out + seen.err
+    lines = screen(text)
+    assert len(lines) == 1, text
+    assert lines[0].startswith("RegistryUnreachableError: The Ollama server at http://127.0.0.1:")
+    assert "cannot reach Ollama's model registry (registry.ollama.ai)" in lines[0]
+    assert "on a machine that has" in lines[0] and "copy it over" in lines[0]
+    assert "dial tcp" not in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        ("pull model manifest: file does not exist", "has no model 'nope'"),
+        ('Get "https://127.0.0.1:5055/v2/": http: server gave HTTP response to HTTPS client', "pull with --insecure"),
+    ],
+)
+def test_other_registry_failures_are_one_line(
+    ip: Any, httpserver: HTTPServer, capsys: Any, error: str, expected: str
+) -> None:
+    serve_pull(httpserver, [{"status": "pulling manifest"}, {"error": error}])
+    assert not run(ip, "%ollama pull nope").success
+    seen = capsys.readouterr()
+    lines = screen(seen.out + seen.err)
+    assert len(lines) == 1 and expected in lines[0], lines
+
+
+def test_ctrl_c_during_a_pull_is_one_calm_line(ip: Any, httpserver: HTTPServer, capsys: Any, monkeypatch: Any) -> None:
+    serve_pull(httpserver, progress(steps=20))
+    calls = {"n": 0}
+    original = TerminalPullView.update
+
+    def interrupted(self: TerminalPullView, state: PullState) -> None:
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # what Ctrl-C does while the loop runs
+        original(self, state)
+
+    monkeypatch.setattr(TerminalPullView, "update", interrupted)
+    result = run(ip, "%ollama pull some-model")
+    assert not result.success  # the cell ends as failed, so Run All stops there
+    assert isinstance(result.error_in_exec, PullInterrupted)
+    seen = capsys.readouterr()
+    text = seen.out + seen.err
+    lines = screen(text)
+    assert lines == [
+        "PullInterrupted: Pull of 'some-model' interrupted: the layers already downloaded stay on the server; "
+        "pull again to resume."
+    ], text
+    assert "KeyboardInterrupt" not in text and "Traceback" not in text
+
+
+def test_hostile_status_text_cannot_drive_the_terminal() -> None:
+    state = PullState("m")
+    state.update({"status": "pulling \x1b]52;c;c2VjcmV0\x07manifest\x1b[2J"})
+    out = io.StringIO()
+    TerminalPullView(out, interval=0).update(state)
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert "pulling manifest" in out.getvalue()
+
+
+def test_usage_mistakes_are_one_line(ip: Any, capsys: Any) -> None:
+    for line in ("%ollama pull", "%ollama pull a b", "%ollama pull --force a"):
+        assert not run(ip, line).success
+        seen = capsys.readouterr()
+        assert "Usage: %ollama pull [--insecure] MODEL" in seen.out + seen.err
