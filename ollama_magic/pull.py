@@ -118,6 +118,8 @@ class PullState:
         """Take one progress object from ``/api/pull``."""
         self.status = printable(progress.get("status") or self.status)
         digest = progress.get("digest")
+        if not (isinstance(digest, str) and digest) and progress.get("total"):
+            digest = self.status.removeprefix("pulling ")  # an older server: the status names the layer
         if isinstance(digest, str) and digest:
             if digest not in self.layers:
                 self.layers.append(digest)
@@ -202,6 +204,7 @@ class TerminalPullView:
         self._stream = stream
         self.interval = interval
         self._next = 0.0
+        self._status = ""
         self._width = 0
 
     @property
@@ -216,9 +219,10 @@ class TerminalPullView:
 
     def update(self, state: PullState) -> None:
         now = time.monotonic()
-        if now < self._next:
-            return
+        if now < self._next and state.status == self._status:
+            return  # throttled; a new step (a new layer, "verifying"...) is shown at once
         self._next = now + self.interval
+        self._status = state.status
         self._write(state.line())
 
     def finish(self, state: PullState, message: str | None) -> None:
@@ -242,6 +246,7 @@ class NotebookPullView:
 
         self.interval = interval
         self._next = 0.0
+        self._status = ""
         self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="40%"))
         self.label = w.HTML()
         self.numbers = w.HTML()
@@ -250,9 +255,10 @@ class NotebookPullView:
 
     def update(self, state: PullState) -> None:
         now = time.monotonic()
-        if now < self._next:
+        if now < self._next and state.status == self._status:
             return
         self._next = now + self.interval
+        self._status = state.status
         self._show(state)
 
     def _show(self, state: PullState) -> None:
