@@ -307,7 +307,7 @@ def model_digests(client: Any, models: Iterable[str], timeout: float = 5.0) -> d
     try:
         from .client import OllamaClient
 
-        probe = OllamaClient(client.host, timeout, session=client.session)
+        probe = OllamaClient(client.host, timeout, session=client.session, busy_retries=0)  # no waiting for it
         tags = probe.tags()
     except (OllamaMagicError, OSError, ValueError):
         return digests
