@@ -17,7 +17,6 @@ pull resumes) and ends the cell with one line instead of a KeyboardInterrupt tra
 from __future__ import annotations
 
 import html
-import re
 import sys
 import time
 from collections import deque
@@ -27,12 +26,11 @@ from typing import Any, Protocol, TextIO
 
 from .client import OllamaClient
 from .errors import OllamaConnectionError, OllamaMagicError, OllamaResponseError
+from .terminal import one_line as printable
 
 MB = 1_000_000
 #: Seconds of history the rate is measured over (smooths bursts, follows changes).
 RATE_WINDOW = 5.0
-
-_CONTROL = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)?|[\x00-\x1f\x7f-\x9f]")
 
 #: Words in Ollama's pull error that mean the server could not reach the registry at all.
 _UNREACHABLE = (
@@ -58,15 +56,6 @@ class RegistryUnreachableError(OllamaConnectionError):
 
 class PullError(OllamaResponseError):
     """The registry answered, but the pull failed (an unknown model, a registry without TLS...)."""
-
-
-def printable(text: Any) -> str:
-    """Server text made safe for a terminal line: escape sequences and control characters removed.
-
-    >>> printable("pulling \\x1b]52;c;aGk=\\x07abc\\x1b[2J\\n")
-    'pulling abc'
-    """
-    return _CONTROL.sub("", str(text))
 
 
 def _mb(n: float) -> str:
