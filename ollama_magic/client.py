@@ -7,25 +7,29 @@ Ollama can report a failure inside a 200 stream.
 
 from __future__ import annotations
 
+import html
 import http.client
 import json
 import re
-from collections.abc import Iterator
+import sys
+import warnings
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import requests
 import urllib3
 
-from . import busy
+from . import auth, busy
 from .busy import BusyRetry, RetryCallback
 from .errors import (
     ModelNotFoundError,
     OllamaBusyError,
     OllamaConnectionError,
+    OllamaMagicError,
     OllamaResponseError,
     OllamaTimeoutError,
 )
-from .host import resolve_host
+from .host import redact, resolve
 
 #: The longest response line taken (a line is one JSON object, normally a few hundred
 #: bytes; a non-streamed answer is one line).  A server that never ends its line would
@@ -41,7 +45,12 @@ READ_SIZE = 64 * 1024
 Timeout = float | tuple[float, float] | None
 
 
-def _how_to_fix_connection(url: str) -> str:
+def _how_to_fix_connection(url: str, host_option: str | None = None) -> str:
+    if host_option:
+        return (
+            f"Could not reach Ollama at {url}: check the address given with {host_option}, "
+            "and that Ollama runs there (`ollama serve`)."
+        )
     return (
         f"Could not reach Ollama at {url}: start it with `ollama serve`, or point to it with "
         "the OLLAMA_HOST environment variable or `%config GenerateMagics.host = 'host:port'`."
@@ -68,19 +77,46 @@ def _error_body(response: requests.Response) -> str:
 
 
 def _error_message(response: requests.Response) -> str:
-    """The server's own words from an error body: a JSON ``error``, else the text, else the reason."""
+    """The server's own words from an error body, whatever its shape: a JSON ``error`` (or
+    ``message``, ``detail``) string, else the JSON or text itself, else the HTTP reason."""
     text = _error_body(response)
     try:
         body = json.loads(text)
     except ValueError:
         body = None
-    if isinstance(body, dict) and body.get("error"):
-        return str(body["error"]).strip()
+    if isinstance(body, dict):
+        for key in ("error", "message", "detail"):
+            value = body.get(key)
+            if isinstance(value, dict):
+                value = value.get("message") or value
+            if value:
+                return str(value).strip()
     return text.strip() or response.reason or "no message"
 
 
+def _is_html(response: requests.Response) -> bool:
+    kind = response.headers.get("Content-Type", "").lower()
+    return "html" in kind
+
+
+def _page_title(text: str) -> str:
+    match = re.search(r"<title[^>]*>(.*?)</title", text, re.IGNORECASE | re.DOTALL)
+    return _short(html.unescape(match.group(1)), 80) if match else ""
+
+
+def _tls_reason(exc: Exception) -> str:
+    text = str(exc)
+    for known in ("certificate verify failed", "self-signed certificate", "hostname mismatch", "wrong version number"):
+        if known in text:
+            match = re.search(r"certificate verify failed: ([^(')\]]+)", text)
+            return _short(match.group(1) if match else known, 80)
+    return "TLS error"
+
+
 def _short(message: str, limit: int = MESSAGE_LIMIT) -> str:
-    """One line of at most ``limit`` characters."""
+    """One line of printable text, at most ``limit`` characters (server text is untrusted:
+    no control characters or terminal escapes pass)."""
+    message = "".join(c if c.isprintable() else " " for c in message)
     message = " ".join(message.split())
     return message if len(message) <= limit else message[: limit - 1] + "…"
 
@@ -99,6 +135,26 @@ def _busy_message(url: str, status: int, reason: str, retried: int, waited: floa
     )
 
 
+class _Session(requests.Session):
+    """A session that never carries our credentials to another server on a redirect.
+
+    requests drops ``Authorization`` when a redirect leaves the host, but not other
+    headers; a configured ``X-Api-Key`` (or any header) must not follow either.
+    """
+
+    private_headers: frozenset[str] = frozenset()
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
+        super().rebuild_auth(prepared_request, response)
+        if self.should_strip_auth(response.request.url, prepared_request.url):
+            for name in self.private_headers:
+                prepared_request.headers.pop(name, None)
+
+
+#: Hosts already warned about (``verify=False``), so the warning shows once per session.
+_warned_insecure: set[str] = set()
+
+
 class OllamaClient:
     """A small client for the endpoints a notebook needs.
 
@@ -110,6 +166,13 @@ class OllamaClient:
     minute in all), with jittered exponential backoff or the server's ``Retry-After``;
     ``on_retry`` hears of each wait before it starts (to show it).  This is the only place
     that retries: generate(), the magics and the panel all come through here.
+
+    Credentials: ``headers`` go with every request to this client's server; credentials in
+    the host URL become HTTP basic auth; ``OLLAMA_API_KEY`` is sent as a bearer token to
+    ``https://ollama.com`` and to the hosts named in ``api_key_hosts`` or
+    ``OLLAMA_API_KEY_HOSTS`` only (see :func:`ollama_magic.auth.api_key_for`).  ``verify``
+    is requests' TLS setting: True (default; ``REQUESTS_CA_BUNDLE`` is honoured), a CA
+    bundle path, or False (warned about once per host).  None of these is ever shown.
     """
 
     def __init__(
@@ -120,6 +183,10 @@ class OllamaClient:
         *,
         busy_retries: int | None = None,
         on_retry: RetryCallback | None = None,
+        headers: Mapping[str, str] | None = None,
+        verify: bool | str | None = None,
+        api_key_hosts: Iterable[str] | None = None,
+        host_option: str | None = None,
     ) -> None:
         self.host = host
         if busy_retries is not None and busy_retries < 0:
@@ -134,12 +201,21 @@ class OllamaClient:
         if isinstance(timeout, (int, float)):
             timeout = (min(10.0, float(timeout)), float(timeout))
         self.timeout = timeout
-        self.session = session or requests.Session()
+        self.session = session or _Session()
+        self.headers = auth.check_headers(headers)
+        self.verify = auth.check_verify(verify)
+        self.api_key_hosts = list(api_key_hosts or [])
+        #: How the person gave the host (e.g. "--host"), named in the "could not reach" hint.
+        self.host_option = host_option
+
+    def __repr__(self) -> str:
+        # Never the headers: they hold tokens.
+        return f"OllamaClient({self.base_url!r})"
 
     @property
     def base_url(self) -> str:
-        """The server's base URL as it would be used now."""
-        return resolve_host(self.host)
+        """The server's base URL as it would be used now, as it may be shown (no password)."""
+        return resolve(self.host).shown
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -155,7 +231,10 @@ class OllamaClient:
             response = self._send(method, path, stream=stream, **kwargs)
             if response.status_code not in busy.BUSY_STATUSES:
                 break
-            reason = _short(_error_message(response))
+            if _is_html(response):  # a proxy's page (nginx's limit_req answers 503): its title, never the page
+                reason = _page_title(_error_body(response)) or response.reason or "a web page"
+            else:
+                reason = _short(_error_message(response))
             retry_after = busy.parse_retry_after(response.headers.get("Retry-After"))
             if retried >= self.busy_retries:
                 response.close()
@@ -172,40 +251,116 @@ class OllamaClient:
             waited += wait
         if response.status_code >= 400:
             try:
-                self._raise_for_status(response, kwargs.get("json"))
+                self._raise_for_status(response, kwargs.get("json"), path)
             finally:
                 response.close()
         return response
 
     def _send(self, method: str, path: str, *, stream: bool, **kwargs: Any) -> requests.Response:
-        url = self.base_url + path
+        host = resolve(self.host)
+        headers = auth.request_headers(host, self.headers, self.api_key_hosts)
+        if isinstance(self.session, _Session):
+            self.session.private_headers = frozenset(headers)
+        verify = self.verify
+        if verify is False and host.scheme == "https" and host.shown not in _warned_insecure:
+            _warned_insecure.add(host.shown)
+            print(
+                f"Warning: TLS certificate checks are off for {host.shown} (GenerateMagics.verify = False): "
+                "anyone on the way can read and change the traffic, tokens included.",
+                file=sys.stderr,
+                flush=True,
+            )
         try:
-            return self.session.request(method, url, stream=stream, timeout=self.timeout, **kwargs)
+            with warnings.catch_warnings():
+                if verify is False:  # warned once above, not at every request
+                    warnings.simplefilter("ignore", urllib3.exceptions.InsecureRequestWarning)
+                return self.session.request(
+                    method,
+                    host.url + path,
+                    stream=stream,
+                    timeout=self.timeout,
+                    headers=headers,
+                    verify=verify,
+                    **kwargs,
+                )
         except requests.exceptions.Timeout as exc:
             raise OllamaTimeoutError(
-                f"Ollama at {self.base_url} did not answer within {self.timeout_seconds:g} s: "
+                f"Ollama at {host.shown} did not answer within {self.timeout_seconds:g} s: "
                 "raise it with --timeout or `%config GenerateMagics.timeout`."
             ) from exc
+        except requests.exceptions.SSLError as exc:
+            raise OllamaConnectionError(
+                f"Could not make a trusted TLS connection to {host.shown} ({_tls_reason(exc)}): if it uses your "
+                "institution's own CA, give its bundle with `%config GenerateMagics.verify = '/path/to/ca.pem'` "
+                "or REQUESTS_CA_BUNDLE."
+            ) from None
         except requests.exceptions.ConnectionError as exc:
-            raise OllamaConnectionError(_how_to_fix_connection(self.base_url)) from exc
+            given = self.host_option or (
+                "--host (or `%config GenerateMagics.host`, or host= in Python)" if self.host else None
+            )
+            raise OllamaConnectionError(_how_to_fix_connection(host.shown, given)) from exc
+        except (requests.exceptions.InvalidHeader, ValueError) as exc:
+            raise OllamaConnectionError(f"Could not send the request to {host.shown}: {redact(str(exc))}") from None
+        except OSError as exc:  # e.g. a CA bundle that cannot be read
+            raise OllamaConnectionError(
+                f"Could not send the request to {host.shown}: {redact(str(exc))} "
+                "(check `%config GenerateMagics.verify` and REQUESTS_CA_BUNDLE)."
+            ) from None
 
-    @staticmethod
-    def _raise_for_status(response: requests.Response, payload: Any) -> None:
+    def _raise_for_status(self, response: requests.Response, payload: Any, path: str) -> None:
         status = response.status_code
-        try:
-            message = response.json().get("error") or response.text
-        except ValueError:
-            message = response.text.strip() or response.reason or "no message"
-        message = str(message).strip()
+        shown = self.base_url
         model = payload.get("model") if isinstance(payload, dict) else None
-        if status == 404 and model and "not found" in message.lower():
-            raise ModelNotFoundError(
-                f"Model {model!r} is not on the Ollama server at {response.url.split('/api/')[0]}: "
-                f"pull it with `ollama pull {model}` (or `%ollama pull {model}`), "
-                "or see `%ollama list` for the models you have.",
+        what = f"HTTP {status} {response.reason or ''}".strip()
+        if _is_html(response):
+            title = _page_title(_error_body(response))
+            page = f" titled {title!r}" if title else ""
+            hint = (
+                "check the host and path"
+                if status in (401, 403, 404, 405)
+                else "the server behind it may be down or restarting; try again in a moment"
+            )
+            raise OllamaResponseError(
+                f"{shown} answered {what} for {path} with a web page{page}, not Ollama's API: {hint}.", status
+            )
+        message = _short(_error_message(response))
+        if status == 404:
+            if model and "not found" in message.lower() and "model" in message.lower():
+                raise ModelNotFoundError(
+                    f"Model {model!r} is not on the Ollama server at {shown}: "
+                    f"pull it with `ollama pull {model}` (or `%ollama pull {model}`), "
+                    "or see `%ollama list` for the models you have.",
+                    status,
+                )
+            version = self._probe_version() if path != "/api/version" else None
+            if version is None:
+                raise OllamaResponseError(
+                    f"{shown} does not look like an Ollama server (HTTP 404 for {path}): check the host and path.",
+                    status,
+                )
+            raise OllamaResponseError(
+                f"The Ollama server at {shown} (version {version}) has no {path} (HTTP 404: {message}): "
+                "it may be too old for this; update Ollama.",
+                status,
+            )
+        if status in (401, 403):
+            raise OllamaResponseError(
+                f"{shown} refused the request ({what}: {message}): it needs credentials; see "
+                "`%config GenerateMagics.headers`, a user:password@ in the host URL, or OLLAMA_API_KEY.",
                 status,
             )
         raise OllamaResponseError(f"Ollama answered HTTP {status}: {message}", status)
+
+    def _probe_version(self) -> str | None:
+        """The server's version if ``/api/version`` answers like Ollama, else None."""
+        try:
+            response = self._send("GET", "/api/version", stream=False)
+            body = response.json() if response.status_code == 200 else None
+        except (OllamaMagicError, ValueError):
+            return None
+        if isinstance(body, dict) and isinstance(body.get("version"), str):
+            return _short(body["version"], 40)
+        return None
 
     # -- generation -----------------------------------------------------------------
 
@@ -227,11 +382,21 @@ class OllamaClient:
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self._request(method, path, **kwargs)
         try:
+            if _is_html(response):
+                raise ValueError("a web page")
             body = response.json()
-        except ValueError as exc:
-            raise OllamaResponseError(f"Ollama sent something that is not JSON from {path}") from exc
+        except ValueError:
+            raise OllamaResponseError(
+                f"{self.base_url} answered {path} with something that is not JSON: it does not look like an Ollama "
+                "server; check the host and path."
+            ) from None
+        finally:
+            response.close()
         if not isinstance(body, dict):
-            raise OllamaResponseError(f"Ollama sent a JSON {type(body).__name__} from {path}, not an object")
+            raise OllamaResponseError(
+                f"{self.base_url} answered {path} with JSON of an unexpected shape "
+                f"({type(body).__name__}): it does not look like an Ollama server; check the host and path."
+            )
         return body
 
     def version(self) -> str:

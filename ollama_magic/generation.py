@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from . import structured
+from . import auth, structured
 from .busy import BusyRetry, RetryCallback
 from .client import OllamaClient, Timeout
 from .errors import GenerationInterrupted, OllamaMagicError, OllamaResponseError
@@ -51,6 +51,9 @@ def generate(
     host: str | None = None,
     timeout: Timeout = None,
     busy_retries: int | None = None,
+    headers: Mapping[str, str] | None = None,
+    verify: bool | str | None = None,
+    api_key_hosts: Iterable[str] | None = None,
     on_chunk: ChunkCallback | None = None,
     on_attempt: AttemptCallback | None = None,
     on_result: Callable[[GenerationResult], None] | None = None,
@@ -76,6 +79,11 @@ def generate(
     times (default: about a minute of jittered backoff, see :mod:`ollama_magic.busy`);
     ``on_retry`` receives a :class:`~ollama_magic.busy.BusyRetry` before each wait (its
     ``message()`` is the line to show), and ``result.busy_retries`` counts them.
+
+    ``headers`` go with every request (e.g. ``{"Authorization": "Bearer ..."}``);
+    ``verify`` is True, a CA bundle path or False; ``OLLAMA_API_KEY`` goes to
+    ``https://ollama.com`` and the hosts in ``api_key_hosts`` / ``OLLAMA_API_KEY_HOSTS``
+    only (see :mod:`ollama_magic.auth`).  None of them appears in the result or errors.
     """
     fmt = structured.resolve_format(format) if format is not None else None
     for warning in structured.keyword_warnings(fmt) if fmt is not None else ():
@@ -101,12 +109,26 @@ def generate(
             on_retry(retry)
 
     if client is None:
-        client = OllamaClient(host, timeout, busy_retries=busy_retries, on_retry=count_retry)
-    else:  # the caller's client, with this call's retry settings (its session is shared)
+        client = OllamaClient(
+            host,
+            timeout,
+            busy_retries=busy_retries,
+            on_retry=count_retry,
+            headers=headers,
+            verify=verify,
+            api_key_hosts=api_key_hosts,
+        )
+    else:  # the caller's client, with this call's settings (its session is shared)
         client = copy.copy(client)
         client.on_retry = count_retry
         if busy_retries is not None:
             client.busy_retries = busy_retries
+        if headers is not None:
+            client.headers = auth.check_headers(headers)
+        if verify is not None:
+            client.verify = auth.check_verify(verify)
+        if api_key_hosts is not None:
+            client.api_key_hosts = list(api_key_hosts)
     base = {
         "model": resolve_model(model),
         "suffix": suffix,

@@ -14,7 +14,7 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.display import display
-from traitlets import Bool, Dict, Float, Int, Unicode
+from traitlets import Bool, Dict, Float, Int, List, Unicode, Union
 
 from . import busy, structured
 from .arguments import Call, build_call, generate_arguments, split_line
@@ -73,6 +73,21 @@ class GenerateMagics(Magics):
         busy.DEFAULT_RETRIES,
         help="How many times a busy server (HTTP 503/429, before any answer) is asked again; "
         f"the default {busy.DEFAULT_RETRIES} waits about a minute in all (jittered 1, 2, 4, 8, 16, 30 s). 0: never.",
+    ).tag(config=True)
+    headers = Dict(
+        value_trait=Unicode(),
+        help="HTTP headers sent with every request to the server, e.g. {'Authorization': 'Bearer ...'}; never shown.",
+    ).tag(config=True)
+    api_key_hosts = List(
+        Unicode(),
+        help="Hosts (name, name:port or URL) that may receive OLLAMA_API_KEY besides https://ollama.com; "
+        "OLLAMA_API_KEY_HOSTS adds to it.",
+    ).tag(config=True)
+    verify = Union(
+        [Bool(), Unicode()],
+        default_value=True,
+        help="TLS certificate checks for https:// hosts: True (REQUESTS_CA_BUNDLE honoured), "
+        "a CA bundle path, or False (warned about once per host).",
     ).tag(config=True)
     options = Dict(help="Model options merged under each cell's --options and shortcuts.").tag(config=True)
     show_stats = Bool(True, help="Show the statistics footer under each answer.").tag(config=True)
@@ -135,6 +150,7 @@ class GenerateMagics(Magics):
         try:
             call = build_call(args, prompt, namespace=self.shell.user_ns, defaults=self._defaults())
             parse_host(call.kwargs["host"])
+            call.kwargs.update(self._credentials())
             if call.kwargs["format"] is not None:
                 call.kwargs["format"] = structured.resolve_format(call.kwargs["format"])
         except (InvalidRequestError, OllamaMagicError, ValueError) as exc:
@@ -251,15 +267,30 @@ class GenerateMagics(Magics):
 
     # -- %ollama --------------------------------------------------------------------
 
+    def _credentials(self) -> dict[str, Any]:
+        """The headers, TLS and API-key settings, checked (a UsageError names no secret)."""
+        from .auth import check_headers, check_verify
+
+        return {
+            "headers": check_headers(self.headers) or None,
+            "verify": check_verify(self.verify),
+            "api_key_hosts": list(self.api_key_hosts) or None,
+        }
+
     def client(self) -> OllamaClient:
         """A client for the configured server (OLLAMA_HOST is read at each request).
 
         A busy server is retried as for %%generate, each wait announced on stderr."""
+        try:
+            credentials = self._credentials()
+        except OllamaMagicError as exc:
+            raise UsageError(str(exc)) from None
         return OllamaClient(
             self.host or None,
             self.timeout,
             busy_retries=self.busy_retries,
             on_retry=lambda retry: print(retry.message(), file=sys.stderr, flush=True),
+            **credentials,
         )
 
     @line_magic

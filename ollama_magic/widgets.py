@@ -46,10 +46,15 @@ class GeneratePanel:
         update_interval: float = 0.1,
         timeout: float | None = 300.0,
         busy_retries: int | None = None,
+        headers: dict[str, str] | None = None,
+        verify: bool | str | None = None,
+        api_key_hosts: list[str] | None = None,
     ) -> None:
         self.host = host or None
         self.timeout = timeout
         self.busy_retries = busy_retries
+        # Credentials for the server; kept off the widgets, so nothing shows or saves them.
+        self._credentials: dict[str, Any] = {"headers": headers, "verify": verify, "api_key_hosts": api_key_hosts}
         self.conversations = conversations or ConversationStore()
         self.update_interval = update_interval
         self.result: GenerationResult | None = None
@@ -99,7 +104,7 @@ class GeneratePanel:
 
     def _fetch_models(self) -> list[str]:
         try:
-            return model_names(OllamaClient(self.host, self.timeout).tags())
+            return model_names(OllamaClient(self.host, self.timeout, **self._credentials).tags())
         except OllamaMagicError as exc:
             self._say(str(exc), error=True)
             return []
@@ -174,6 +179,7 @@ class GeneratePanel:
                 host=self.host,
                 timeout=self.timeout,
                 busy_retries=self.busy_retries,
+                **self._credentials,
                 on_chunk=on_chunk,
                 on_retry=lambda retry: self._say(retry.message()),
             )

@@ -30,7 +30,9 @@ def test_unreachable_server_is_one_line_naming_the_url(ip: Any, capsys: Any) -> 
     port = free_port()
     seen = error_line(ip, capsys, f"%generate -m tiny --host 127.0.0.1:{port} Hi")
     assert f"OllamaConnectionError: Could not reach Ollama at http://127.0.0.1:{port}" in seen
-    assert "OLLAMA_HOST" in seen and "ollama serve" in seen
+    # The host came from --host: the hint names it, not OLLAMA_HOST (which was not used).
+    assert "check the address given with --host" in seen and "ollama serve" in seen
+    assert "OLLAMA_HOST" not in seen
     assert "Traceback" not in seen
     assert len(seen.strip().splitlines()) == 1
 
