@@ -80,7 +80,7 @@ def redact(text: str) -> str:
     return f"{scheme}{sep}{user}{':***' if colon else ''}@{rest[at + 1 :]}"
 
 
-def parse(host: str | None, source: str = "Ollama host") -> Host:
+def parse(host: str | None, source: str = "The Ollama host") -> Host:
     """Parse ``host`` into a :class:`Host`; a :class:`HostError` (one line, redacted) if it cannot be one.
 
     ``source`` names where the value came from (``OLLAMA_HOST``, ``--host``...) in errors.

@@ -56,6 +56,8 @@ class FakeOllama:
     requests: list[dict[str, Any]] = field(default_factory=list)
     answers: list[Callable[[dict[str, Any]], Response]] = field(default_factory=list)
     yielded: list[int] = field(default_factory=list)
+    #: The HTTP headers of each /api/generate request, in order.
+    headers: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def host(self) -> str:
@@ -101,6 +103,7 @@ class FakeOllama:
     def _handle(self, request: Request) -> Response:
         body = request.get_json()
         self.requests.append(body)
+        self.headers.append(dict(request.headers))
         if not self.answers:
             return Response(json.dumps({"error": "the test queued no answer"}), status=500)
         answer = self.answers.pop(0)
