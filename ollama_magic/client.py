@@ -7,13 +7,15 @@ Ollama can report a failure inside a 200 stream.
 
 from __future__ import annotations
 
+import copy
 import html
 import http.client
 import json
 import re
 import sys
+import time
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import requests
@@ -398,6 +400,44 @@ class OllamaClient:
                 f"({type(body).__name__}): it does not look like an Ollama server; check the host and path."
             )
         return body
+
+    def wait_until_up(
+        self,
+        seconds: float,
+        on_status: Callable[[float, str], None] | None = None,
+        poll: float = 1.0,
+    ) -> str:
+        """Ask ``/api/version`` until Ollama answers, for at most ``seconds``; return its version.
+
+        For a Binder or JupyterHub session whose server is still starting: a refused
+        connection, a timeout and a proxy's 502/503/504 mean "not yet"; anything else (a
+        404 from something that is not Ollama, a 401) fails at once, since waiting will
+        not change it.  ``on_status(elapsed, why)`` hears of each failed try.
+        """
+        start = time.monotonic()
+        probe = copy.copy(self)
+        probe.busy_retries = 0
+        while True:
+            elapsed = time.monotonic() - start
+            left = seconds - elapsed
+            probe.timeout = (max(0.1, min(5.0, left)), max(0.1, min(10.0, left)))
+            try:
+                return probe.version()
+            except OllamaResponseError as exc:
+                if exc.status_code not in (502, 503, 504):
+                    raise
+                why = f"HTTP {exc.status_code}"
+            except OllamaConnectionError as exc:
+                why = "not answering" if isinstance(exc, OllamaTimeoutError) else "connection refused"
+            elapsed = time.monotonic() - start
+            if elapsed >= seconds:
+                raise OllamaConnectionError(
+                    f"Ollama at {self.base_url} did not answer within {seconds:g} s ({why}): check that it is "
+                    "starting (its log), or wait longer with `%ollama wait SECONDS`."
+                )
+            if on_status is not None:
+                on_status(elapsed, why)
+            busy.sleep(min(poll, max(0.0, seconds - elapsed)))
 
     def version(self) -> str:
         """The server's version string."""

@@ -129,6 +129,57 @@ def _version(magics: GenerateMagics, args: list[str]) -> None:
     print(f"Ollama server {management.one_line(client.version())} at {client.base_url}")
 
 
+@subcommand("wait [SECONDS]", "wait until the server answers (default 120 s), e.g. as a notebook's first cell")
+def _wait(magics: GenerateMagics, args: list[str]) -> None:
+    import time
+
+    (given,) = expect(args, "wait [SECONDS]", at_most=1) or ["120"]
+    try:
+        seconds = float(given)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"Usage: %ollama wait [SECONDS] (a positive number of seconds, not {given!r})")
+    client = magics.client()
+    url = client.base_url
+    line = StatusLine(magics)
+    start = time.monotonic()
+    try:
+        version = client.wait_until_up(
+            seconds, lambda elapsed, why: line.show(f"waiting for Ollama at {url}… {elapsed:.0f} s ({why})")
+        )
+    except Exception:
+        line.show(f"✗ no answer from Ollama at {url} after {time.monotonic() - start:.0f} s")
+        line.end()
+        raise
+    line.show(f"Ollama {version} is up at {url} (waited {time.monotonic() - start:.0f} s)")
+    line.end()
+
+
+class StatusLine:
+    """One line of text updated in place: a display handle in a notebook, ``\r`` in a terminal."""
+
+    def __init__(self, magics: GenerateMagics) -> None:
+        self._kernel = getattr(magics.shell, "kernel", None) is not None
+        self._handle: Any = None
+        self._width = 0
+
+    def show(self, text: str) -> None:
+        from IPython.display import display
+
+        if not self._kernel:
+            print(f"\r{text:<{self._width}}", end="", flush=True)
+            self._width = max(self._width, len(text))
+        elif self._handle is None:
+            self._handle = display({"text/plain": text}, raw=True, display_id=True)
+        else:
+            self._handle.update({"text/plain": text}, raw=True)
+
+    def end(self) -> None:
+        if not self._kernel:
+            print(flush=True)
+
+
 @subcommand("threads", "the conversation threads: model, turns, context length")
 def _threads(magics: GenerateMagics, args: list[str]) -> None:
     expect(args, "threads")

@@ -323,3 +323,64 @@ def test_a_connection_error_names_the_hint_for_python(monkeypatch: pytest.Monkey
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")
     with pytest.raises(OllamaConnectionError, match="OLLAMA_HOST environment variable"):
         generate("hi", "tiny")
+
+
+# -- %ollama wait ------------------------------------------------------------------------------
+
+
+def test_ollama_wait_until_a_late_server_answers(nb: Any, capsys: Any) -> None:
+    import threading
+
+    from .test_failures import free_port
+
+    port = free_port()
+    late = HTTPServer(host="127.0.0.1", port=port)
+    late.expect_request("/api/version").respond_with_json({"version": "0.9.3"})
+    starter = threading.Timer(1.5, late.start)
+    starter.start()
+    try:
+        nb.run_line_magic("config", f"GenerateMagics.host = '127.0.0.1:{port}'")
+        capsys.readouterr()
+        assert run(nb, "%ollama wait 30").success
+    finally:
+        starter.join()
+        late.stop()
+    shown = [m["data"]["text/plain"] for m in nb.publisher.messages if "data" in m]
+    assert shown[0].startswith(f"waiting for Ollama at http://127.0.0.1:{port}… ")
+    assert shown[0].endswith("(connection refused)")
+    assert all(m["update"] for m in nb.publisher.messages[1:])  # one line, updated in place
+    assert shown[-1].startswith(f"Ollama 0.9.3 is up at http://127.0.0.1:{port} (waited ")
+
+
+def test_ollama_wait_gives_up_with_one_line(ip: Any, capsys: Any) -> None:
+    from .test_failures import free_port
+
+    port = free_port()
+    ip.run_line_magic("config", f"GenerateMagics.host = '127.0.0.1:{port}'")
+    seen = seen_by(ip, capsys, "%ollama wait 1.5", ok=False)
+    status, error = seen.strip().rsplit("\n", 1)
+    assert (
+        status.rstrip().endswith(f"✗ no answer from Ollama at http://127.0.0.1:{port} after 2 s")
+        or "after 1 s" in status
+    )
+    assert error == (
+        f"OllamaConnectionError: Ollama at http://127.0.0.1:{port} did not answer within 1.5 s (connection refused): "
+        "check that it is starting (its log), or wait longer with `%ollama wait SECONDS`."
+    )
+
+
+def test_ollama_wait_fails_at_once_on_something_that_is_not_ollama(ip: Any, capsys: Any) -> None:
+    other = HTTPServer(host="127.0.0.1", port=0)
+    other.start()
+    try:
+        other.expect_request("/api/version").respond_with_data("nope", status=404)
+        ip.run_line_magic("config", f"GenerateMagics.host = '127.0.0.1:{other.port}'")
+        seen = seen_by(ip, capsys, "%ollama wait 60", ok=False)
+    finally:
+        other.stop()
+    assert "does not look like an Ollama server (HTTP 404 for /api/version)" in seen
+
+
+def test_ollama_wait_checks_its_argument(ip: Any, capsys: Any) -> None:
+    line = one_line(seen_by(ip, capsys, "%ollama wait soon", ok=False))
+    assert line == "UsageError: Usage: %ollama wait [SECONDS] (a positive number of seconds, not 'soon')"
