@@ -96,6 +96,12 @@ def _error_message(response: requests.Response) -> str:
     return text.strip() or response.reason or "no message"
 
 
+_CREDENTIALS_HINT = (
+    "it needs credentials: see `%config GenerateMagics.headers`, user:password@ in the host URL, "
+    "or OLLAMA_API_KEY with OLLAMA_API_KEY_HOSTS"
+)
+
+
 def _is_html(response: requests.Response) -> bool:
     kind = response.headers.get("Content-Type", "").lower()
     return "html" in kind
@@ -317,11 +323,12 @@ class OllamaClient:
         if _is_html(response):
             title = _page_title(_error_body(response))
             page = f" titled {title!r}" if title else ""
-            hint = (
-                "check the host and path"
-                if status in (401, 403, 404, 405)
-                else "the server behind it may be down or restarting; try again in a moment"
-            )
+            if status == 401:
+                hint = _CREDENTIALS_HINT
+            elif status in (403, 404, 405):
+                hint = "check the host and path (and the credentials)"
+            else:
+                hint = "the server behind it may be down or restarting; try again in a moment"
             raise OllamaResponseError(
                 f"{shown} answered {what} for {path} with a web page{page}, not Ollama's API: {hint}.", status
             )
@@ -347,8 +354,7 @@ class OllamaClient:
             )
         if status in (401, 403):
             raise OllamaResponseError(
-                f"{shown} refused the request ({what}: {message}): it needs credentials; see "
-                "`%config GenerateMagics.headers`, a user:password@ in the host URL, or OLLAMA_API_KEY.",
+                f"{shown} refused the request ({what}: {message}): {_CREDENTIALS_HINT}.",
                 status,
             )
         raise OllamaResponseError(f"Ollama answered HTTP {status}: {message}", status)

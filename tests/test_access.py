@@ -278,7 +278,7 @@ def test_jupyters_own_403_page_says_check_the_host(httpserver: HTTPServer) -> No
         generate("hi", "tiny", host=f"127.0.0.1:{httpserver.port}")
     message = str(info.value)
     assert "HTTP 403 FORBIDDEN for /api/generate with a web page titled 'Jupyter Server'" in message
-    assert message.endswith("check the host and path.") and len(message) < 250
+    assert message.endswith("check the host and path (and the credentials).") and len(message) < 250
 
 
 def test_a_500_whose_json_is_a_list(fake: FakeOllama) -> None:
