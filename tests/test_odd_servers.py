@@ -55,7 +55,7 @@ def test_a_tags_answer_that_is_not_an_object_is_one_line(ip: Any, fake: FakeOlla
     result = run(ip, "%ollama list")
     assert not result.success
     seen = capsys.readouterr()
-    assert "Ollama sent a JSON list from /api/tags, not an object" in seen.out + seen.err
+    assert "answered /api/tags with JSON of an unexpected shape (list)" in seen.out + seen.err
     assert len((seen.out + seen.err).strip().splitlines()) == 1
     assert run(ip, "%ollama ps").success
     assert "No model is loaded" in capsys.readouterr().out
