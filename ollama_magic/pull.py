@@ -223,6 +223,11 @@ class TerminalPullView:
             self.out.flush()
 
 
+def _nowrap(text: str) -> str:
+    """Server text as HTML that shows as text, on one line."""
+    return f'<span style="white-space: nowrap">{html.escape(text)}</span>'
+
+
 class NotebookPullView:
     """An ipywidgets progress bar with the layer, MB, rate and time left; the final status as text.
 
@@ -236,10 +241,11 @@ class NotebookPullView:
         self.interval = interval
         self._next = 0.0
         self._status = ""
-        self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(width="40%"))
-        self.label = w.HTML()
-        self.numbers = w.HTML()
-        self.box = w.HBox([self.label, self.bar, self.numbers])
+        self.bar = w.FloatProgress(value=0.0, min=0.0, max=1.0, layout=w.Layout(flex="1 1 12em", min_width="8em"))
+        # the texts keep their width and never wrap; the bar takes what is left
+        self.label = w.HTML(layout=w.Layout(flex="0 0 auto"))
+        self.numbers = w.HTML(layout=w.Layout(flex="0 0 auto"))
+        self.box = w.HBox([self.label, self.bar, self.numbers], layout=w.Layout(width="100%", align_items="center"))
         display(self.box)
 
     def update(self, state: PullState) -> None:
@@ -253,12 +259,12 @@ class NotebookPullView:
     def _show(self, state: PullState) -> None:
         # Everything from the server is text, never markup.
         if state.downloading:
-            self.label.value = html.escape(f"{state.model} · {state.layer_text()}")
+            self.label.value = _nowrap(f"{state.model} · {state.layer_text()}")
             self.bar.value = state.fraction
-            self.numbers.value = html.escape(f"{state.fraction:.0%} · {state.numbers_text()}")
+            self.numbers.value = _nowrap(f"{state.fraction:.0%} · {state.numbers_text()}")
         else:
-            self.label.value = html.escape(state.model)
-            self.numbers.value = html.escape(state.status)
+            self.label.value = _nowrap(state.model)
+            self.numbers.value = _nowrap(state.status)
 
     def finish(self, state: PullState, message: str | None) -> None:
         self._show(state)
@@ -267,8 +273,8 @@ class NotebookPullView:
             return
         self.bar.value = 1.0
         self.bar.bar_style = "success"
-        self.numbers.value = html.escape(message)
-        print(message)
+        self.numbers.value = _nowrap("done")
+        print(message)  # the saved output (the widget is not saved in the notebook)
 
 
 def default_view() -> PullView:
