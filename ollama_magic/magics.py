@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+import tokenize
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -37,20 +38,57 @@ def keep_question_marks(lines: list[str]) -> list[str]:
     IPython reads a line ending in ``?`` as a request for help on its last word; a
     prompt is usually a question, so such ``%generate`` lines are turned into the
     explicit magic call before IPython's help transformer sees them.
+
+    Only a line that IPython itself would run as the ``%generate`` magic is touched: one
+    that starts a logical line of Python (found with IPython's own tokenizer), in a cell
+    that is not a cell magic.  A ``%generate why?`` line in a ``%%generate`` prompt, in a
+    string literal, or continuing a bracket or a backslash is left exactly as written.
     """
-    out = []
-    for line in lines:
-        match = _LINE_GENERATE.match(line)
-        if match and not line.lstrip().startswith("%%"):
-            rest = line.strip()[len("%generate") :].strip()
-            out.append(f"{match.group(1)}get_ipython().run_line_magic('generate', {rest!r})\n")
-        else:
-            out.append(line)
+    candidates = [i for i, line in enumerate(lines) if _LINE_GENERATE.match(line)]
+    if not candidates:
+        return lines
+    first = next((line for line in lines if line.strip()), "")
+    if first.lstrip().startswith("%%"):
+        return lines  # a cell magic's body is its own text (e.g. a %%generate prompt)
+    out = list(lines)
+    for i in candidates:
+        # Tokenized again after each rewrite: a rewritten line is plain Python, so a quote
+        # or bracket in an earlier prompt cannot swallow the lines after it.
+        if i not in _logical_line_starts(out):
+            continue
+        match = _LINE_GENERATE.match(out[i])
+        assert match is not None
+        rest = out[i].strip()[len("%generate") :].strip()
+        out[i] = f"{match.group(1)}get_ipython().run_line_magic('generate', {rest!r})\n"
     return out
 
 
 def _retries(count: int) -> str:
     return f"{count} retry" if count == 1 else f"{count} retries"
+
+
+def _logical_line_starts(lines: list[str]) -> set[int]:
+    """Indexes of the lines that begin a statement with ``%generate`` (not inside a string or brackets).
+
+    Uses the tokenizer IPython uses for its own escapes (``%``, ``!``, ``?``), so a line
+    counts as a statement exactly when IPython would run it as a magic.
+    """
+    from IPython.core.inputtransformer2 import make_tokens_by_line
+
+    try:
+        tokens_by_line = make_tokens_by_line(lines)
+    except Exception:  # a tokenizer surprise: touch nothing rather than guess
+        return set()
+    starts = set()
+    skip = {tokenize.INDENT, tokenize.DEDENT, tokenize.NL, tokenize.COMMENT}
+    for tokens in tokens_by_line:
+        real = [t for t in tokens if t.type not in skip]
+        if len(real) < 2 or real[0].string != "%" or real[1].string != "generate":
+            continue
+        if real[1].start[0] == real[0].start[0]:
+            # Like IPython, the magic is this one physical line, whatever brackets it has.
+            starts.add(real[0].start[0] - 1)
+    return starts
 
 
 @magics_class

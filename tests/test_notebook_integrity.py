@@ -1,0 +1,76 @@
+"""Notebook integrity: cells are run as written, and ``-o NAME`` is never stale.
+
+- the ``%generate ... why?`` rewrite touches only a top-level ``%generate`` line, never a
+  line of a ``%%generate`` prompt or of a string literal (in a kernel and in terminal IPython);
+- after a failed or interrupted generation, ``-o NAME`` holds that partial result, with
+  ``complete`` False and the reason on it, and the cell still fails.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from ollama_magic.magics import keep_question_marks
+
+from .conftest import FakeOllama, run
+
+
+def test_a_generate_line_inside_a_generate_cell_is_part_of_the_prompt(ip: Any, fake: FakeOllama) -> None:
+    fake.reply()
+    body = "Answer these:\n%generate why?\nand\n%generate -m other how?"
+    assert run(ip, f"%%generate -m tiny\n{body}").success
+    assert fake.last["prompt"] == body
+    assert len(fake.requests) == 1
+
+
+def test_a_generate_line_inside_a_string_literal_is_left_alone(ip: Any, fake: FakeOllama) -> None:
+    cell = 's = """\n%generate why?\n"""\nt = \'\'\'x\n    %generate -m tiny how?\'\'\''
+    assert run(ip, cell).success
+    assert ip.user_ns.pop("s") == "\n%generate why?\n"
+    assert ip.user_ns.pop("t") == "x\n    %generate -m tiny how?"
+    assert fake.requests == []
+
+
+def test_top_level_lines_still_keep_their_question_mark(ip: Any, fake: FakeOllama) -> None:
+    fake.reply()
+    fake.reply()
+    cell = 's = """\n%generate -m tiny no?\n"""\n%generate -m tiny Is it (really blue?\nif True:\n    %generate -m tiny why?'
+    assert run(ip, cell).success
+    assert [r["prompt"] for r in fake.requests] == ["Is it (really blue?", "why?"]
+    assert ip.user_ns.pop("s") == "\n%generate -m tiny no?\n"
+
+
+def test_other_lines_are_kept_exactly() -> None:
+    lines = ["x = f(1,\n", "%generate why?)\n", "y = 1 + \\\n", "%generate why?\n"]
+    assert keep_question_marks(lines) == lines
+    cell_magic = ["%%time\n", "%generate why?\n"]
+    assert keep_question_marks(cell_magic) == cell_magic
+
+
+def test_terminal_ipython_runs_the_line_and_keeps_the_string(fake: FakeOllama, tmp_path: Path) -> None:
+    fake.reply("Because.")
+    script = (
+        "%load_ext ollama_magic\n"
+        f"%config GenerateMagics.host = {fake.host!r}\n"
+        "%generate -m tiny why?\n"
+        's = """\n%generate why?\n"""\n'
+        "print(repr(s))\n"
+    )
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path), "PYTHONPATH": str(Path(__file__).parents[1])}
+    env.pop("OLLAMA_HOST", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "IPython", "--simple-prompt", "--no-banner", "--HistoryManager.enabled=False"],
+        input=script,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert [r["prompt"] for r in fake.requests] == ["why?"]
+    assert "Because." in done.stdout
+    assert "'\\n%generate why?\\n'" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
