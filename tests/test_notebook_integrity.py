@@ -28,7 +28,7 @@ def test_a_generate_line_inside_a_generate_cell_is_part_of_the_prompt(ip: Any, f
 
 
 def test_a_generate_line_inside_a_string_literal_is_left_alone(ip: Any, fake: FakeOllama) -> None:
-    cell = 's = """\n%generate why?\n"""\nt = \'\'\'x\n    %generate -m tiny how?\'\'\''
+    cell = "s = \"\"\"\n%generate why?\n\"\"\"\nt = '''x\n    %generate -m tiny how?'''"
     assert run(ip, cell).success
     assert ip.user_ns.pop("s") == "\n%generate why?\n"
     assert ip.user_ns.pop("t") == "x\n    %generate -m tiny how?"
@@ -38,7 +38,11 @@ def test_a_generate_line_inside_a_string_literal_is_left_alone(ip: Any, fake: Fa
 def test_top_level_lines_still_keep_their_question_mark(ip: Any, fake: FakeOllama) -> None:
     fake.reply()
     fake.reply()
-    cell = 's = """\n%generate -m tiny no?\n"""\n%generate -m tiny Is it (really blue?\nif True:\n    %generate -m tiny why?'
+    cell = (
+        's = """\n%generate -m tiny no?\n"""\n'
+        "%generate -m tiny Is it (really blue?\n"
+        "if True:\n    %generate -m tiny why?"
+    )
     assert run(ip, cell).success
     assert [r["prompt"] for r in fake.requests] == ["Is it (really blue?", "why?"]
     assert ip.user_ns.pop("s") == "\n%generate -m tiny no?\n"
@@ -65,6 +69,7 @@ def test_terminal_ipython_runs_the_line_and_keeps_the_string(fake: FakeOllama, t
     done = subprocess.run(
         [sys.executable, "-m", "IPython", "--simple-prompt", "--no-banner", "--HistoryManager.enabled=False"],
         input=script,
+        check=False,
         capture_output=True,
         text=True,
         env=env,
