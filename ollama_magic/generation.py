@@ -208,10 +208,12 @@ def _stream_one(client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCa
             )
     except KeyboardInterrupt:
         partial = _result(parts, thinking, model, {}, payload, complete=False)
-        raise GenerationInterrupted(
+        interrupted = GenerationInterrupted(
             "Generation interrupted: the partial answer is kept and the conversation is unchanged.",
             partial,
-        ) from None
+        )
+        partial.error = str(interrupted)
+        raise interrupted from None
     except OllamaResponseError as exc:
         if isinstance(payload.get("think"), str) and "unmarshal" in str(exc):
             # Ollama before 0.10 accepts only true/false for think.
@@ -220,10 +222,10 @@ def _stream_one(client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCa
                 "thinking levels need a newer Ollama.",
                 exc.status_code,
             ) from exc
-        exc.partial = _result(parts, thinking, model, {}, payload, complete=False)  # type: ignore[attr-defined]
+        exc.partial = _result(parts, thinking, model, {}, payload, complete=False, error=str(exc))  # type: ignore[attr-defined]
         raise
     except OllamaMagicError as exc:
-        exc.partial = _result(parts, thinking, model, {}, payload, complete=False)  # type: ignore[attr-defined]
+        exc.partial = _result(parts, thinking, model, {}, payload, complete=False, error=str(exc))  # type: ignore[attr-defined]
         raise
     return _result(parts, thinking, model, final, payload, complete=True)
 
@@ -236,6 +238,7 @@ def _result(
     payload: dict[str, Any],
     *,
     complete: bool,
+    error: str | None = None,
 ) -> GenerationResult:
     # The final object comes from the server: values of the wrong type are not trusted
     # (a context that is not a list of token ids would be sent back with the next turn).
@@ -252,5 +255,6 @@ def _result(
         thinking=str(thinking) if thinking else None,
         stats=Stats.from_response(final),
         complete=complete,
+        error=error,
         request=payload,
     )

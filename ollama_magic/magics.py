@@ -249,6 +249,8 @@ class GenerateMagics(Magics):
             raise UsageError(str(exc)) from None
         except OllamaMagicError as exc:
             partial: GenerationResult | None = getattr(exc, "partial", None)
+            if call.out:
+                self.shell.user_ns[call.out] = _failed_result(partial, exc, model, call)
             if partial is not None and (partial.text or partial.thinking):
                 mark = "⏹ interrupted" if isinstance(exc, GenerationInterrupted) else "✗ failed"
                 view.finish(partial, None, f"{mark}: the partial answer is kept; the conversation is unchanged.")
@@ -340,3 +342,15 @@ class GenerateMagics(Magics):
         from . import subcommands
 
         subcommands.run(self, line)
+
+
+def _failed_result(partial: GenerationResult | None, exc: Exception, model: str, call: Call) -> GenerationResult:
+    """What ``-o NAME`` holds after a failure: the partial answer (maybe empty) and why it stopped.
+
+    Never the previous run's answer: a stale value under the same name would pass for this one.
+    """
+    result = partial if partial is not None else GenerationResult(text="", model=model, complete=False)
+    result.complete = False
+    result.error = result.error or str(exc)
+    result.thread = None if call.no_context else call.thread
+    return result

@@ -68,7 +68,8 @@ class GenerationResult:
     """One answer from ``/api/generate``.
 
     ``complete`` is False when the stream ended early (interrupted or broken); such a
-    result is never used to continue a conversation.
+    result is never used to continue a conversation, and ``error`` says why, in the
+    one line the failure showed (``None`` for a complete answer).
     """
 
     text: str
@@ -82,8 +83,8 @@ class GenerationResult:
     complete: bool = True
     thread: str | None = None
     notes: list[str] = field(default_factory=list)
-    #: Why this answer is missing or incomplete, in one line (set by generate_many for an
-    #: item that failed or was not run; None for an answer that arrived).
+    #: Why this answer is missing or incomplete, in one line (an interrupted or failed
+    #: generation, a generate_many item that failed or was not run; None for an answer that arrived).
     error: str | None = None
     #: True when the answer was served from the cache (ollama_magic.cache), not generated now.
     cached: bool = False

@@ -16,7 +16,7 @@ from typing import Any
 
 from ollama_magic.magics import keep_question_marks
 
-from .conftest import FakeOllama, run
+from .conftest import FakeOllama, chunk, final, run
 
 
 def test_a_generate_line_inside_a_generate_cell_is_part_of_the_prompt(ip: Any, fake: FakeOllama) -> None:
@@ -79,3 +79,57 @@ def test_terminal_ipython_runs_the_line_and_keeps_the_string(fake: FakeOllama, t
     assert "Because." in done.stdout
     assert "'\\n%generate why?\\n'" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
+
+
+# -- -o NAME after a failure ---------------------------------------------------------------
+
+
+def test_out_after_a_failed_generation_holds_the_partial_answer(ip: Any, fake: FakeOllama) -> None:
+    fake.reply("First answer.", context=[1])
+    assert run(ip, "%%generate -m tiny -o rr\nFirst").success
+    assert ip.user_ns["rr"].text == "First answer."
+    fake.stream(chunk("Half"), chunk(" an answer"), {"error": "model runner crashed"})
+    outcome = run(ip, "%%generate -m tiny -o rr\nSecond")
+    assert not outcome.success  # the cell still fails, so Run All stops here
+    rr = ip.user_ns.pop("rr")
+    assert rr.text == "Half an answer"
+    assert rr.complete is False
+    assert rr.error == "Ollama reported an error: model runner crashed"
+    assert "error='Ollama reported an error" in repr(rr)
+    assert rr.thread == "default"
+
+
+def test_out_after_a_failure_before_any_text_is_an_empty_incomplete_result(ip: Any, fake: FakeOllama) -> None:
+    fake.reply("First answer.")
+    assert run(ip, "%generate -m tiny -o rr First").success
+    fake.error(404, "model 'nope' not found")
+    assert not run(ip, "%generate -m nope -o rr Second").success
+    rr = ip.user_ns.pop("rr")
+    assert (rr.text, rr.complete, rr.model) == ("", False, "nope")
+    assert "is not on the Ollama server" in rr.error
+    assert not run(ip, "%generate -m tiny --host 127.0.0.1:9 -o rr Third").success  # nothing listens
+    rr = ip.user_ns.pop("rr")
+    assert (rr.text, rr.complete) == ("", False)
+    assert rr.error.startswith("Could not reach Ollama at http://127.0.0.1:9")
+
+
+def test_out_after_an_interrupt_holds_the_partial_answer(ip: Any, fake: FakeOllama, monkeypatch: Any) -> None:
+    fake.reply("First answer.")
+    assert run(ip, "%generate -m tiny -o rr First").success
+    fake.stream(*(chunk(f"w{i} ") for i in range(200)), final([9]), delay=0.01)
+    from ollama_magic import render
+
+    calls = {"n": 0}
+    original = render.TerminalView.chunk
+
+    def chunk_then_interrupt(self: Any, piece: str, thought: str) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        original(self, piece, thought)
+
+    monkeypatch.setattr(render.TerminalView, "chunk", chunk_then_interrupt)
+    assert not run(ip, "%generate -m tiny -o rr Long").success
+    rr = ip.user_ns.pop("rr")
+    assert rr.text.startswith("w0 w1 w2") and rr.complete is False
+    assert rr.error.startswith("Generation interrupted")
