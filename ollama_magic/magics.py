@@ -230,7 +230,15 @@ class GenerateMagics(Magics):
 
         def on_result(result: GenerationResult) -> None:
             result.thread = None if call.no_context else call.thread
-            result.notes = notes
+            result.notes = list(notes)
+            if start is not None and not result.errors:
+                # Committed before the footer is drawn, so the footer can say what the
+                # commit found: a reset or another answer since this one started.
+                commit = self.conversations.commit(call.thread, start, result.model or model, result.context)
+                if commit.note:
+                    result.notes.append(commit.note)
+                    if not show_footer:
+                        print(f"Note: {commit.note}", file=sys.stderr)
             status = ""
             if result.errors and total > 1:
                 status = "rejected: the answer does not match the schema"
@@ -265,10 +273,15 @@ class GenerateMagics(Magics):
             raise
         if cached is not None:
             cached.store(result)
-        self._remember(call, start, result, model)
+        if call.out:
+            self.shell.user_ns[call.out] = result
         return result
 
     def _remember(self, call: Call, start: Start | None, result: GenerationResult, model: str) -> None:
+        """A cached answer moves the thread on as when it was generated, and ``-o`` holds it.
+
+        (A generated answer is committed in ``on_result``, before its footer is drawn.)
+        """
         if start is not None and not result.errors:
             self.conversations.commit(call.thread, start, result.model or model, result.context)
         if call.out:
