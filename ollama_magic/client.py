@@ -7,12 +7,15 @@ Ollama can report a failure inside a 200 stream.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import html
 import http.client
 import json
 import re
+import socket
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -20,6 +23,9 @@ from typing import Any
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import auth, busy
 from .busy import BusyRetry, RetryCallback
@@ -209,7 +215,7 @@ class OllamaClient:
         if isinstance(timeout, (int, float)):
             timeout = (min(10.0, float(timeout)), float(timeout))
         self.timeout = timeout
-        self.session = session or _Session()
+        self.session = session or _session()
         self.headers = auth.check_headers(headers)
         self.verify = auth.check_verify(verify)
         self.api_key_hosts = list(api_key_hosts or [])
@@ -379,7 +385,24 @@ class OllamaClient:
         exception such as KeyboardInterrupt inside the consumer) closes the connection
         at once, which tells Ollama to stop generating.
         """
-        response = self._request("POST", "/api/generate", json=payload, stream=True)
+        yield from self._stream("/api/generate", payload, None)
+
+    def generate_stream_closable(self, payload: dict[str, Any], handle: OpenRequest) -> Iterator[dict[str, Any]]:
+        """:meth:`generate_stream` whose connection ``handle.close()`` can end from any thread.
+
+        The connection is known to ``handle`` from the moment it is taken (before the
+        server has sent a byte), so a request can be ended while a model loads.
+        """
+        yield from self._stream("/api/generate", payload, handle)
+
+    def _stream(self, path: str, payload: dict[str, Any], handle: OpenRequest | None) -> Iterator[dict[str, Any]]:
+        _opening.handle = handle
+        try:
+            response = self._request("POST", path, json=payload, stream=True)
+        finally:
+            _opening.handle = None
+        if handle is not None:
+            handle.attach(getattr(response.raw, "connection", None))  # a session of the caller's
         try:
             yield from iter_ndjson(response, self.base_url)
         finally:
@@ -478,6 +501,95 @@ class OllamaClient:
     def show(self, model: str) -> dict[str, Any]:
         """Details of one model (``POST /api/show``)."""
         return self._json("POST", "/api/show", json={"model": model})
+
+
+class OpenRequest:
+    """The connection of a request in flight, so that another thread can end it at once.
+
+    ``close()`` shuts the socket down, which wakes the reading thread at once (it sees the
+    connection end) and tells Ollama to stop generating, whether or not the server is
+    sending.  It may be called before the connection exists, or repeatedly: the socket is
+    shut as soon as it is there.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self.closed = False
+
+    def attach(self, connection: Any) -> None:
+        """Called by the client with the connection the request uses."""
+        if connection is None:
+            return
+        with self._lock:
+            self._connection = connection
+        if self.closed:
+            self.close()
+
+    def close(self) -> None:
+        """End the request now (from any thread)."""
+        with self._lock:
+            self.closed = True
+            # The socket as connected: http.client drops ``sock`` from the connection once
+            # a response that will close takes it over, but the socket is still the one read.
+            sock = getattr(self._connection, "opened_sock", None) or getattr(self._connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+#: The :class:`OpenRequest` of the request being opened in this thread, if any.
+_opening = threading.local()
+
+
+class _Connection(HTTPConnection):
+    """A connection that keeps hold of the socket it connected (see :meth:`OpenRequest.close`)."""
+
+    opened_sock: Any = None
+
+    def connect(self) -> None:
+        super().connect()
+        self.opened_sock = self.sock
+
+
+class _HTTPSConnection(HTTPSConnection):
+    opened_sock: Any = None
+
+    def connect(self) -> None:
+        super().connect()
+        self.opened_sock = self.sock
+
+
+class _ReportingPool(HTTPConnectionPool):
+    """A connection pool that tells the opening request which connection it got."""
+
+    ConnectionCls = _Connection
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        connection = super()._get_conn(timeout)
+        handle = getattr(_opening, "handle", None)
+        if handle is not None:
+            handle.attach(connection)
+        return connection
+
+
+class _ReportingHTTPSPool(_ReportingPool, HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _ReportingPool, "https": _ReportingHTTPSPool}
+
+
+def _session() -> requests.Session:
+    """A requests session whose connections an :class:`OpenRequest` can reach."""
+    session = _Session()
+    adapter = _Adapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def _blocks(response: requests.Response) -> Iterator[bytes]:

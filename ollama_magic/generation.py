@@ -9,13 +9,14 @@ the same.
 from __future__ import annotations
 
 import copy
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from . import auth, structured
 from .busy import BusyRetry, RetryCallback
-from .client import OllamaClient, Timeout
+from .client import OllamaClient, OpenRequest, Timeout
 from .errors import GenerationInterrupted, OllamaMagicError, OllamaResponseError
 from .request import ImageInput, build_generate_payload, check_timeout, resolve_model
 from .result import GenerationResult, Stats, TextBuffer
@@ -23,6 +24,18 @@ from .result import GenerationResult, Stats, TextBuffer
 
 class SchemaKeywordWarning(UserWarning):
     """A schema uses a keyword that Ollama does not enforce or rejects (see structured.py)."""
+
+
+class Cancel(Protocol):
+    """What ``cancel`` must offer; a :class:`threading.Event` does."""
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class _Cancelled(KeyboardInterrupt):
+    """Raised inside the stream when ``cancel`` is set: handled exactly like Ctrl-C."""
 
 
 #: Called with (response_delta, thinking_delta) for every streamed chunk that carries text.
@@ -60,6 +73,7 @@ def generate(
     on_warning: Callable[[str], None] | None = None,
     on_retry: RetryCallback | None = None,
     client: OllamaClient | None = None,
+    cancel: Cancel | None = None,
 ) -> GenerationResult:
     """Generate a completion with Ollama's ``/api/generate`` and return the result.
 
@@ -84,6 +98,11 @@ def generate(
     ``verify`` is True, a CA bundle path or False; ``OLLAMA_API_KEY`` goes to
     ``https://ollama.com`` and the hosts in ``api_key_hosts`` / ``OLLAMA_API_KEY_HOSTS``
     only (see :mod:`ollama_magic.auth`).  None of them appears in the result or errors.
+
+    ``cancel`` (e.g. a :class:`threading.Event`) lets another thread stop the generation:
+    once it is set, the connection is shut within a fraction of a second even if the
+    server sends nothing (a model still loading), and :class:`GenerationInterrupted` is
+    raised as for Ctrl-C.
     """
     fmt = structured.resolve_format(format) if format is not None else None
     for warning in structured.keyword_warnings(fmt) if fmt is not None else ():
@@ -104,6 +123,8 @@ def generate(
 
     def count_retry(retry: BusyRetry) -> None:
         nonlocal retried
+        if cancel is not None and cancel.is_set():
+            raise _Cancelled  # no new wait for a busy server once stopped
         retried += 1
         if on_retry is not None:
             on_retry(retry)
@@ -149,7 +170,7 @@ def generate(
         if on_attempt is not None:
             on_attempt(attempt, payload)
         try:
-            result = _stream_one(client, payload, on_chunk)
+            result = _stream_one(client, payload, on_chunk, cancel)
         except OllamaMagicError as exc:
             partial = getattr(exc, "partial", None)
             if isinstance(partial, GenerationResult):
@@ -167,18 +188,28 @@ def generate(
         payload = build_generate_payload(prompt=retry_prompt, **base)
 
 
-def _stream_one(client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCallback | None) -> GenerationResult:
+def _stream_one(
+    client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCallback | None, cancel: Cancel | None = None
+) -> GenerationResult:
     """Run one request to completion; on failure, attach what arrived as ``exc.partial``."""
     parts = TextBuffer()
     thinking = TextBuffer()
     final: dict[str, Any] | None = None
     model = payload["model"]
+    watcher = _CancelWatcher(cancel) if cancel is not None else None
     try:
+        if cancel is not None and cancel.is_set():
+            raise _Cancelled
         # Closed explicitly (not left to garbage collection), so an interrupt or an error
         # drops the connection at once and Ollama stops generating.
-        stream = client.generate_stream(payload)
+        if watcher is not None:
+            stream = client.generate_stream_closable(payload, watcher.handle)
+        else:
+            stream = client.generate_stream(payload)
         try:
             for obj in stream:
+                if cancel is not None and cancel.is_set():
+                    raise _Cancelled
                 piece = obj.get("response")
                 thought = obj.get("thinking")
                 if piece.__class__ is not str:  # a broken server's number or list is not text
@@ -207,15 +238,12 @@ def _stream_one(client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCa
                 "probably stopped for repeating itself (try another prompt, --num-predict, or a higher temperature)."
             )
     except KeyboardInterrupt:
-        partial = _result(parts, thinking, model, {}, payload, complete=False)
-        interrupted = GenerationInterrupted(
-            "Generation interrupted: the partial answer is kept and the conversation is unchanged.",
-            partial,
-        )
-        partial.error = str(interrupted)
-        raise interrupted from None
-    except OllamaResponseError as exc:
-        if isinstance(payload.get("think"), str) and "unmarshal" in str(exc):
+        raise _interrupted(_result(parts, thinking, model, {}, payload, complete=False)) from None
+    except OllamaMagicError as exc:
+        if cancel is not None and cancel.is_set():
+            # The connection ended because cancel shut it: a stop, not a failure.
+            raise _interrupted(_result(parts, thinking, model, {}, payload, complete=False)) from None
+        if isinstance(exc, OllamaResponseError) and isinstance(payload.get("think"), str) and "unmarshal" in str(exc):
             # Ollama before 0.10 accepts only true/false for think.
             raise OllamaResponseError(
                 f"This Ollama server accepts only --think without a level (it rejected {payload['think']!r}); "
@@ -224,10 +252,47 @@ def _stream_one(client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCa
             ) from exc
         exc.partial = _result(parts, thinking, model, {}, payload, complete=False, error=str(exc))  # type: ignore[attr-defined]
         raise
-    except OllamaMagicError as exc:
-        exc.partial = _result(parts, thinking, model, {}, payload, complete=False, error=str(exc))  # type: ignore[attr-defined]
-        raise
+    finally:
+        if watcher is not None:
+            watcher.done()
     return _result(parts, thinking, model, final, payload, complete=True)
+
+
+def _interrupted(partial: GenerationResult) -> GenerationInterrupted:
+    """The exception for Ctrl-C or a cancel, carrying the partial result (which says why, too)."""
+    interrupted = GenerationInterrupted(
+        "Generation interrupted: the partial answer is kept and the conversation is unchanged.",
+        partial,
+    )
+    partial.error = str(interrupted)
+    return interrupted
+
+
+class _CancelWatcher:
+    """Watches ``cancel`` from a small thread and shuts the connection the moment it is set.
+
+    The thread that reads the stream may be blocked in a read for as long as the server is
+    silent; only shutting the socket from outside wakes it.  Closing is repeated until the
+    generation ends, in case the connection was still being made at the first try.
+    """
+
+    POLL = 0.05
+
+    def __init__(self, cancel: Cancel) -> None:
+        self.cancel = cancel
+        self.handle = OpenRequest()
+        self._finished = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="ollama-magic-cancel", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._finished.is_set():
+            if self.cancel.wait(self.POLL):
+                self.handle.close()
+                self._finished.wait(self.POLL)
+
+    def done(self) -> None:
+        self._finished.set()
 
 
 def _result(
