@@ -1,13 +1,20 @@
 """A point-and-click panel for people who would rather not type magics.
 
 ``%ollama ui`` (or ``ollama_magic.widgets.GeneratePanel()``) shows a form: model, prompt,
-system message, temperature, length, JSON output, thread, and Generate / Stop buttons.
-The generation runs in a background thread: while a cell runs, the kernel cannot
-handle a button click, so a Stop button only works if the work happens off the cell.
-The panel shares conversation threads with ``%%generate`` when opened from the magic.
+system message, temperature, length, JSON output, thread, and Generate / Stop / New
+conversation buttons, above the conversation so far (each turn's prompt and answer, the
+streaming one last).  The generation runs in a background thread: while a cell runs, the
+kernel cannot handle a button click, so a Stop button only works if the work happens off
+the cell.  Stop sets a cancel event that shuts the connection at once (see
+:func:`~ollama_magic.generation.generate`), so it never waits for the server's next bytes.
+
+The panel shares conversation threads with ``%%generate`` when opened from the magic; the
+conversation store settles races between them (a reset while an answer streams, or two
+answers in one thread at once) and the footer says what happened.
 
 Widget output lives in the widget's state, not in the notebook's saved outputs; use
-``%%generate`` when the answer must be saved with the notebook.
+``%%generate`` when the answer must be saved with the notebook.  A saved notebook shows
+a line saying to run the cell again where the panel was.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import html
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import ipywidgets as w
@@ -28,13 +36,56 @@ from .render import Answer, footer_text
 from .request import resolve_model
 from .result import GenerationResult
 
+#: What a notebook shows where the panel was once the kernel that drew it is gone.
+FALLBACK = "Ollama panel: run the cell again to show it (the panel lives only while the kernel runs)."
 
-class _Stopped(KeyboardInterrupt):
-    """Raised inside the stream when Stop is clicked; generate() turns it into an interrupt."""
+#: Plain words and characters every system font has (no symbol-font glyphs such as ⏹).
+STOPPED = "Stopped — the partial answer is kept; the conversation is unchanged."
+STOPPED_EARLY = "Stopped before any answer arrived; the conversation is unchanged."
+FAILED = "Failed — the conversation is unchanged."
+
+_LABELS = {"description_width": "6.5em"}
+_ANSWER_STYLE = "line-height:1.45;white-space:normal"
+_PROMPT_STYLE = "font-weight:600;margin:0.6em 0 0.2em 0;white-space:pre-wrap;line-height:1.45"
+_TURN_STYLE = "border-top:1px solid var(--jp-border-color2, #e0e0e0);padding:0.2em 0 0.4em 0"
+_STATUS_STYLE = "opacity:0.7;font-size:0.85em;margin-top:0.4em"
+_ERROR_STYLE = "color:var(--jp-error-color1, #c62828)"
+
+
+@dataclass
+class Turn:
+    """One prompt and its answer as shown in the panel (the answer may be partial)."""
+
+    prompt: str
+    answer_html: str = ""
+    footer: str = ""
+    error: bool = False
+    #: False for an answer that finished after New conversation: it is not part of this one.
+    in_conversation: bool = True
+
+    def html(self) -> str:
+        footer_style = _STATUS_STYLE + (";" + _ERROR_STYLE if self.error else "")
+        footer = f'<div class="ollama-panel-footer" style="{footer_style}">{html.escape(self.footer)}</div>'
+        return (
+            f'<div class="ollama-panel-turn" style="{_TURN_STYLE}">'
+            f'<div class="ollama-panel-prompt" style="{_PROMPT_STYLE}">{html.escape(self.prompt)}</div>'
+            f'<div class="ollama-panel-answer" style="{_ANSWER_STYLE}">{self.answer_html}</div>'
+            f"{footer if self.footer else ''}</div>"
+        )
+
+
+class _PanelBox(w.VBox):
+    """The panel's outer box; outside a live kernel it reads as a line to run the cell again."""
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        bundle = dict(super()._repr_mimebundle_(**kwargs) or {})
+        bundle["text/plain"] = FALLBACK
+        bundle["text/html"] = f"<p><em>{html.escape(FALLBACK)}</em></p>"
+        return bundle
 
 
 class GeneratePanel:
-    """The form, its worker thread and its last result (``panel.result``)."""
+    """The form, its worker thread, the conversation shown, and its last result (``panel.result``)."""
 
     def __init__(
         self,
@@ -58,44 +109,63 @@ class GeneratePanel:
         self.conversations = conversations or ConversationStore()
         self.update_interval = update_interval
         self.result: GenerationResult | None = None
-        self._stop = threading.Event()
+        self.turns: list[Turn] = []
+        self._last_turn: Turn | None = None
+        self._conversation = 0  # counts New conversation clicks
+        self._cancel = threading.Event()
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
 
         self.status = w.HTML()
         if models is None:
             models = self._fetch_models()
+        wide = w.Layout(width="50%", min_width="16em")
         self.model = w.Combobox(
             value=resolve_model(model) or (models[0] if models else ""),
             options=models,
             placeholder="model, e.g. llama3.2",
             description="Model",
             ensure_option=False,
+            style=_LABELS,
+            layout=wide,
         )
         self.prompt = w.Textarea(placeholder="Ask something…", layout=w.Layout(width="100%", height="7em"))
-        self.system = w.Text(placeholder="optional", description="System")
-        self.temperature = w.FloatSlider(value=0.8, min=0.0, max=2.0, step=0.05, description="Temperature")
-        self.num_predict = w.IntText(value=-1, description="Max tokens", tooltip="-1: no limit")
-        self.json_output = w.Checkbox(value=False, description="JSON output", indent=False)
-        self.thread = w.Text(value="default", description="Thread")
-        self.generate_button = w.Button(description="Generate", button_style="primary", icon="play")
-        self.stop_button = w.Button(description="Stop", icon="stop", disabled=True)
-        self.new_button = w.Button(description="New conversation", icon="refresh")
+        self.system = w.Text(placeholder="optional", description="System", style=_LABELS, layout=wide)
+        self.temperature = w.FloatSlider(
+            value=0.8, min=0.0, max=2.0, step=0.05, description="Temperature", style=_LABELS, layout=wide
+        )
+        self.num_predict = w.IntText(
+            value=-1, description="Max tokens", tooltip="-1: no limit", style=_LABELS, layout=w.Layout(width="14em")
+        )
+        self.json_output = w.Checkbox(
+            value=False, description="JSON output", indent=False, layout=w.Layout(width="auto")
+        )
+        self.thread = w.Text(value="default", description="Thread", style=_LABELS, layout=wide)
+        auto = w.Layout(width="auto")
+        self.generate_button = w.Button(description="Generate", button_style="primary", icon="play", layout=auto)
+        self.stop_button = w.Button(description="Stop", icon="stop", disabled=True, layout=auto)
+        self.new_button = w.Button(description="New conversation", icon="refresh", layout=auto)
+        #: The finished turns of this conversation (prompt and answer each).
+        self.history = w.HTML()
+        #: The turn being generated (or the last one, until the next Generate).
         self.output = w.HTML()
         self.generate_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
         self.new_button.on_click(lambda _: self.new_conversation())
-        self.widget = w.VBox(
+        self.widget = _PanelBox(
             [
                 w.HBox([self.model, self.thread]),
                 self.prompt,
                 w.HBox([self.system, self.temperature]),
                 w.HBox([self.num_predict, self.json_output]),
                 w.HBox([self.generate_button, self.stop_button, self.new_button]),
+                self.history,
                 self.output,
                 self.status,
-            ]
+            ],
+            layout=w.Layout(width="100%"),
         )
+        self.widget.add_class("ollama-magic-panel")
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
@@ -110,8 +180,11 @@ class GeneratePanel:
             return []
 
     def _say(self, message: str, *, error: bool = False) -> None:
-        color = "var(--jp-error-color1, #c62828)" if error else "var(--jp-ui-font-color2, #777)"
-        self.status.value = f'<div style="color:{color}">{html.escape(message)}</div>' if message else ""
+        style = _ERROR_STYLE if error else "color:var(--jp-ui-font-color2, #777)"
+        self.status.value = f'<div style="{style}">{html.escape(message)}</div>' if message else ""
+
+    def _show(self, turn: Turn) -> None:
+        self.output.value = turn.html()
 
     # -- actions ----------------------------------------------------------------------
 
@@ -125,22 +198,41 @@ class GeneratePanel:
             if not model or not prompt:
                 self._say("Choose a model and write a prompt first.", error=True)
                 return None
-            self._stop.clear()
+            self._cancel = threading.Event()
             self.generate_button.disabled = True
             self.stop_button.disabled = False
+            last = self._last_turn
+            if last is not None and last.in_conversation:
+                self.history.value += last.html()  # the previous turn stays in view, above
+            self._last_turn = None
             self._say("Generating…")
-            self._worker = threading.Thread(target=self._run, args=(model, prompt), daemon=True)
+            thread = self.thread.value.strip() or "default"
+            args = (model, prompt, thread, self._cancel, self._conversation)
+            self._worker = threading.Thread(target=self._run, args=args, daemon=True)
             self._worker.start()
             return self._worker
 
     def stop(self) -> None:
-        """Stop the running generation, keeping what was already shown."""
-        self._stop.set()
+        """Stop the running generation now, keeping what was already shown."""
+        self._cancel.set()
 
     def new_conversation(self) -> None:
-        """Forget this panel's thread so the next answer starts afresh."""
-        self.conversations.reset(self.thread.value or "default")
-        self._say(f"Thread {self.thread.value or 'default'!r} starts afresh.")
+        """Forget this panel's thread and clear the conversation shown; the next answer starts afresh.
+
+        An answer still streaming is not added to the thread when it completes (the store
+        knows the thread was reset since it started) and says so under it.
+        """
+        name = self.thread.value.strip() or "default"
+        self.conversations.reset(name)
+        with self._lock:
+            self._conversation += 1
+            self.turns = []
+            self.history.value = ""
+            streaming = self._worker is not None and self._worker.is_alive()
+            if not streaming:
+                self.output.value = ""
+                self._last_turn = None
+        self._say(f"Thread {name!r} starts afresh.")
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the running generation ends (for scripts and tests)."""
@@ -149,22 +241,25 @@ class GeneratePanel:
 
     # -- the worker ---------------------------------------------------------------------
 
-    def _run(self, model: str, prompt: str) -> None:
-        thread = self.thread.value.strip() or "default"
+    def _run(self, model: str, prompt: str, thread: str, cancel: threading.Event, conversation: int) -> None:
+        verbatim = self.json_output.value
+        # No cell id: the panel is not a cell, and must not count as one of the running
+        # cell's generations (that would make a re-run cell miss its branch point).
         start = self.conversations.start(thread, model, None)
+        turn = Turn(prompt)
         parts: list[str] = []
         next_update = 0.0
 
         def on_chunk(piece: str, thought: str) -> None:
             nonlocal next_update
-            if self._stop.is_set():
-                raise _Stopped
             parts.append(piece)
             now = time.monotonic()
             if now >= next_update:
-                self.output.value = Answer("".join(parts), streaming=True, verbatim=self.json_output.value).html()
+                turn.answer_html = Answer("".join(parts), streaming=True, verbatim=verbatim).html()
+                self._show(turn)
                 next_update = now + self.update_interval
 
+        self._show(turn)
         options: dict[str, Any] = {"temperature": self.temperature.value}
         if self.num_predict.value and self.num_predict.value > 0:
             options["num_predict"] = self.num_predict.value
@@ -174,7 +269,7 @@ class GeneratePanel:
                 model,
                 system=self.system.value or None,
                 options=options,
-                format="json" if self.json_output.value else None,
+                format="json" if verbatim else None,
                 context=list(start.state.context) if start.state.context else None,
                 host=self.host,
                 timeout=self.timeout,
@@ -182,28 +277,43 @@ class GeneratePanel:
                 **self._credentials,
                 on_chunk=on_chunk,
                 on_retry=lambda retry: self._say(retry.message()),
+                cancel=cancel,
             )
         except OllamaMagicError as exc:
             partial: GenerationResult | None = getattr(exc, "partial", None)
-            if partial is not None and partial.text:
-                self.output.value = Answer(partial.text, status="⏹ stopped: the partial answer is kept").html()
-            stopped = isinstance(exc, GenerationInterrupted)
-            self._say("Stopped; the conversation is unchanged." if stopped else str(exc), error=not stopped)
+            text = partial.text if partial is not None else ""
+            turn.answer_html = Answer(text, verbatim=verbatim).html() if text else ""
+            if isinstance(exc, GenerationInterrupted):
+                turn.footer = STOPPED if text else STOPPED_EARLY
+                self._say("")
+            else:
+                turn.footer, turn.error = FAILED, True
+                self._say(str(exc), error=True)
+            self.result = partial
         else:
             self.result = result
             result.thread = thread
             result.notes = [start.note] if start.note else []
             if not result.errors:
-                self.conversations.commit(thread, start, result.model, result.context)
-            self.output.value = Answer(
+                commit = self.conversations.commit(thread, start, result.model, result.context)
+                if commit.note:
+                    result.notes.append(commit.note)
+            turn.answer_html = Answer(
                 result.text,
                 thinking=result.thinking or "",
                 errors=result.errors,
                 data=result.data,
-                has_data=self.json_output.value and not result.errors,
-                verbatim=self.json_output.value,
+                has_data=verbatim and not result.errors,
+                verbatim=verbatim,
             ).html()
-            self._say(footer_text(result))
+            turn.footer = footer_text(result)
+            self._say("")
         finally:
-            self.generate_button.disabled = False
-            self.stop_button.disabled = True
+            with self._lock:
+                turn.in_conversation = conversation == self._conversation
+                if turn.in_conversation:
+                    self.turns.append(turn)
+                self._last_turn = turn
+                self._show(turn)
+                self.generate_button.disabled = False
+                self.stop_button.disabled = True

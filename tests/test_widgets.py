@@ -37,7 +37,7 @@ def test_lists_models_and_generates(fake: FakeOllama) -> None:
         "options": {"temperature": 0.3, "num_predict": 20},
     }
     assert "Hey now!" in panel.output.value
-    assert "tiny · 4 tokens" in panel.status.value
+    assert "tiny · 4 tokens" in panel.output.value  # the footer, under the answer
     assert panel.result is not None
     assert panel.result.context == [4, 5]
     assert panel.generate_button.disabled is False
@@ -72,8 +72,8 @@ def test_stop_keeps_partial_text_and_thread(fake: FakeOllama) -> None:
     panel.stop()
     panel.wait(10)
     assert "w0 w1 w2 w3" in panel.output.value
-    assert "stopped" in panel.output.value
-    assert "Stopped; the conversation is unchanged." in panel.status.value
+    assert "Stopped — the partial answer is kept; the conversation is unchanged." in panel.output.value
+    assert panel.status.value == ""  # one message, not two
     assert fake.yielded[-1] < 250
     assert panel.conversations.thread("default").head.turns == 0
 
