@@ -200,6 +200,9 @@ def _ui(magics: GenerateMagics, args: list[str]) -> None:
     from .widgets import GeneratePanel
 
     expect(args, "ui")
+    if getattr(magics.shell, "kernel", None) is None:
+        print("The panel needs a notebook (JupyterLab, Jupyter Notebook, VS Code); in a terminal, use %generate.")
+        return
     display(
         GeneratePanel(
             model=resolve_model(magics.model),

@@ -84,6 +84,28 @@ class _PanelBox(w.VBox):
         return bundle
 
 
+class _Reopened:
+    """A line shown only where JupyterLab could not draw the panel (a notebook reopened).
+
+    JupyterLab draws a widget output with its widget renderer alone, so the widget's own
+    text fallback never shows there: a reopened notebook says only "Error displaying
+    widget: model not found".  This second output is hidden by its inline style; its CSS
+    rule shows it only in an output area whose widget output has no content but that
+    error text (an element with no child elements).  Static viewers (nbviewer, GitHub) drop
+    the rule and keep it hidden; they show the widget's own text fallback instead.
+    """
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        rule = (
+            ".jp-OutputArea:has(.jupyter-widgets.jp-OutputArea-output:not(:has(*))) "
+            ".ollama-magic-panel-reopened{display:block !important}"
+        )
+        return {
+            "text/html": f'<style>{rule}</style><div class="ollama-magic-panel-reopened" style="display:none">'
+            f"<em>{html.escape(FALLBACK)}</em></div>",
+        }
+
+
 class GeneratePanel:
     """The form, its worker thread, the conversation shown, and its last result (``panel.result``)."""
 
@@ -171,6 +193,7 @@ class GeneratePanel:
         from IPython.display import display
 
         display(self.widget)
+        display(_Reopened())
 
     def _fetch_models(self) -> list[str]:
         try:

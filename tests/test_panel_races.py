@@ -309,3 +309,18 @@ def test_a_saved_notebook_says_to_run_the_cell_again(fake: FakeOllama) -> None:
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert bundle["text/plain"] == FALLBACK
     assert "run the cell again" in bundle["text/html"]
+
+
+def test_the_panel_output_carries_a_line_for_a_reopened_notebook(nb: Any, fake: FakeOllama) -> None:
+    fake.server.expect_request("/api/tags").respond_with_json({"models": [{"name": "tiny:latest"}]})
+    run(nb, "%ollama ui")
+    bundles = [m["data"] for m in nb.publisher.messages if "data" in m]
+    widget = next(b for b in bundles if "application/vnd.jupyter.widget-view+json" in b)
+    assert widget["text/plain"] == FALLBACK
+    reopened = next(b for b in bundles if "ollama-magic-panel-reopened" in b.get("text/html", ""))
+    assert 'style="display:none"' in reopened["text/html"]  # shown only where JupyterLab drew no panel
+
+
+def test_ollama_ui_in_a_terminal_says_it_needs_a_notebook(ip: Any, capsys: Any) -> None:
+    run(ip, "%ollama ui")
+    assert "The panel needs a notebook" in capsys.readouterr().out
