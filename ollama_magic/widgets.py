@@ -90,14 +90,15 @@ class _Reopened:
     JupyterLab draws a widget output with its widget renderer alone, so the widget's own
     text fallback never shows there: a reopened notebook says only "Error displaying
     widget: model not found".  This second output is hidden by its inline style; its CSS
-    rule shows it only in an output area whose widget output has no content but that
-    error text (an element with no child elements).  Static viewers (nbviewer, GitHub) drop
-    the rule and keep it hidden; they show the widget's own text fallback instead.
+    rule shows it only in an output area where that error is shown (JupyterLab's widget
+    renderer marks its own node ``jupyter-widgets`` only when it could not draw the
+    widget).  Static viewers (nbviewer, GitHub) lack that node and keep the line hidden;
+    they show the widget's own text fallback instead.
     """
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         rule = (
-            ".jp-OutputArea:has(.jupyter-widgets.jp-OutputArea-output:not(:has(*))) "
+            ".jp-OutputArea:has(.jp-OutputArea-output.jupyter-widgets) "
             ".ollama-magic-panel-reopened{display:block !important}"
         )
         return {
@@ -151,7 +152,7 @@ class GeneratePanel:
             style=_LABELS,
             layout=wide,
         )
-        self.prompt = w.Textarea(placeholder="Ask something…", layout=w.Layout(width="100%", height="7em"))
+        self.prompt = w.Textarea(placeholder="Ask something…", layout=w.Layout(width="auto", height="7em"))
         self.system = w.Text(placeholder="optional", description="System", style=_LABELS, layout=wide)
         self.temperature = w.FloatSlider(
             value=0.8, min=0.0, max=2.0, step=0.05, description="Temperature", style=_LABELS, layout=wide

@@ -33,9 +33,17 @@ ANSWER = (
 
 
 @pytest.fixture
-def panel_ollama(fake_ollama: Any) -> Iterator[str]:
-    """A fake Ollama: an ordinary answer, one that goes silent, and one that fails midway."""
+def panel_ollama() -> Iterator[str]:
+    """A fake Ollama: an ordinary answer, one that goes silent, and one that fails midway.
+
+    Threaded, so the silent answer (which holds its handler until the test ends) does not
+    hold up the next request.
+    """
+    httpserver = pytest.importorskip("pytest_httpserver")
     from werkzeug.wrappers import Response
+
+    fake_ollama = httpserver.HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    fake_ollama.start()
 
     release = threading.Event()
 
@@ -83,6 +91,8 @@ def panel_ollama(fake_ollama: Any) -> Iterator[str]:
         yield f"127.0.0.1:{fake_ollama.port}"
     finally:
         release.set()
+        fake_ollama.clear()
+        fake_ollama.stop()
 
 
 PANEL_SEL = f"{CELLS} .ollama-magic-panel"
@@ -123,6 +133,8 @@ def test_the_panel_reads_well_keeps_the_conversation_and_stops_at_once(page: Any
     panel.wait_for(state="visible", timeout=30_000)
     shot(page, "panel-empty", cell(page, 1))
     assert cut_texts(panel) == []
+    reopened_line = cell(page, 1).locator(".ollama-magic-panel-reopened")
+    assert reopened_line.count() == 1 and not reopened_line.is_visible()  # only for a reopened notebook
 
     # Two turns: both stay in view, in order, the newest last.
     generate(page, panel, "Why is the sky blue?")
@@ -165,7 +177,12 @@ def test_the_panel_reads_well_keeps_the_conversation_and_stops_at_once(page: Any
     text = panel.inner_text()
     assert "model runner has unexpectedly stopped" in text
     assert text.count("Stopped") == 1  # only the earlier, real stop
-    shot(page, "panel-failed", cell(page, 1))
+    error_line = panel.locator(":text('model runner has unexpectedly stopped')").last
+    assert error_line.evaluate("(e) => getComputedStyle(e).color") != failed.evaluate(
+        "(e) => getComputedStyle(e.closest('.ollama-panel-turn').querySelector('.ollama-panel-answer')).color"
+    )  # the error is in its own (error) colour
+    error_line.scroll_into_view_if_needed()
+    shot(page, "panel-failed")
 
     # New conversation clears the turns.
     panel.locator("button:has-text('New conversation')").click()
@@ -185,5 +202,6 @@ def test_the_panel_reads_well_keeps_the_conversation_and_stops_at_once(page: Any
         arg=CELLS,
         timeout=30_000,
     )
+    assert cell(page, 1).locator(".ollama-magic-panel-reopened").is_visible()
     shot(page, "panel-reopened", cell(page, 1))
     assert path.exists()
