@@ -5,13 +5,13 @@ line that is updated in place (throttled: at most one update every ``interval``
 seconds): a bar, done / total, the rate, the time left, failures and cache hits so far.
 At the end the bar is replaced by a table of the first rows (prompt, answer, time,
 status) and the footer totals.  Answers are untrusted: in HTML they are escaped text,
-never Markdown or HTML; in a terminal, control characters are shown as escapes.
+never Markdown or HTML; in a terminal (and the saved text/plain) escape sequences and
+control characters are removed (:mod:`ollama_magic.terminal`).
 """
 
 from __future__ import annotations
 
 import html
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -20,12 +20,11 @@ from typing import Any, TextIO
 from .batch import BatchResults, BatchState, failure_reason, status
 from .render import format_seconds
 from .result import GenerationResult
+from .terminal import one_line
 
 _FOOTER_STYLE = "opacity:0.7;font-size:0.85em;margin-top:0.4em"
 _TRACK_STYLE = "flex:0 0 16em;height:0.8em;border:1px solid rgba(128,128,128,0.6);border-radius:3px;overflow:hidden"
 _CELL_STYLE = "text-align:left;vertical-align:top;max-width:32em;white-space:pre-wrap;word-break:break-word"
-#: C0/C1 control characters (ESC, BEL, CR...) but not tab and newline: shown as \\xNN in a terminal.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
 def clip(text: str, limit: int = 160) -> str:
@@ -38,12 +37,12 @@ def clip(text: str, limit: int = 160) -> str:
 
 
 def terminal_safe(text: str) -> str:
-    r"""Text a terminal shows as text: escape sequences and other controls become ``\xNN``.
+    r"""One line a terminal shows as text (escape sequences and controls removed, see terminal.py).
 
-    >>> terminal_safe("ok\x1b]8;;http://x\x07")
-    'ok\\x1b]8;;http://x\\x07'
+    >>> terminal_safe("ok\x1b]8;;http://x\x07 done\nnext")
+    'ok done next'
     """
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return one_line(text)
 
 
 def format_eta(seconds: float | None) -> str:
@@ -155,8 +154,8 @@ class BatchTable:
         lines = []
         for index, prompt, answer, seconds, word in self._rows():
             lines.append(
-                f"{index:>4}  {terminal_safe(clip(prompt, 40))!r:<44} → {terminal_safe(clip(answer, 60))!r}"
-                f"  {seconds}  {terminal_safe(word)}"
+                f"{index:>4}  {terminal_safe(clip(prompt, 40)):<40}  → {terminal_safe(clip(answer, 60))}"
+                f"  ({seconds}, {terminal_safe(word)})"
             )
         lines.append(f"— {terminal_safe(footer_text(self.results, self.rows))}")
         return "\n".join(lines)

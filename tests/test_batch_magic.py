@@ -215,3 +215,11 @@ def test_cache_file_is_json_free_of_images(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "c.sqlite") as conn:
         stored = json.loads(conn.execute("SELECT result FROM answers").fetchone()[0])
     assert stored["request"]["images"] == 1 and "QUJD" not in json.dumps(stored)
+
+
+def test_in_a_terminal_the_table_carries_no_escape_sequences(shell: Any, echo: EchoOllama, capsys: Any) -> None:
+    shell.user_ns["xs"] = ["clip\x1b]52;c;aGk=\x07board", "plain"]
+    assert run(shell, "%%generate -m tiny --each xs\n{item}").success
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "echo: clipboard" in out and "2 items · 2 done · 0 failed" in out
