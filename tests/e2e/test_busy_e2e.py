@@ -13,9 +13,7 @@ plain request really gets the 503, then shows the cell retrying until it gets th
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -24,39 +22,27 @@ import pytest
 import requests
 
 from .conftest import LONG, SHORT
-from .support import HEY, free_port, ollama_server_dir, run, url, wait_until
-from .test_failures_e2e import PrivateServer, clone_server_folder
+from .servers import OllamaServer, private_ollamas
+from .support import HEY, ollama_server_dir, run, url, wait_until
 
 QUEUE_FULL = "server busy, please try again.  maximum pending requests exceeded"
 
 
 @pytest.fixture(scope="module")
-def crowded_server(real_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServer]:
+def crowded_server(real_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OllamaServer]:
     source = ollama_server_dir(real_host)
     if source is None:
         pytest.skip("the folder of the server at OLLAMA_E2E_HOST is unknown: set OLLAMA_E2E_DIR to it")
-    target = tmp_path_factory.mktemp("crowded-ollama") / "dir"
-    try:
-        clone_server_folder(source, target)
-    except OSError as exc:
-        pytest.skip(f"cannot hard-link {source} into {target.parent}: {exc}")
+    root = tmp_path_factory.mktemp("crowded-ollama")
     env = {"OLLAMA_NUM_PARALLEL": "1", "OLLAMA_MAX_QUEUE": "1", "OLLAMA_MAX_LOADED_MODELS": "1"}
-    server = PrivateServer(target, free_port(), env=env)
     try:
-        server.start()
-        yield server
+        with private_ollamas(source, root, 1, env) as servers:
+            yield servers[0]
     finally:
-        if (target / "serve.pid").exists():
-            server.stop()
-        for pid in server.pids:
-            if server.running(pid):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
-def test_a_full_queue_is_waited_out_with_the_wait_shown_in_the_cell(
-    crowded_server: PrivateServer, real_nb: Any
-) -> None:
+def test_a_full_queue_is_waited_out_with_the_wait_shown_in_the_cell(crowded_server: OllamaServer, real_nb: Any) -> None:
     base = url(crowded_server.host)
     # 1. The one slot is busy with a long answer from one model...
     blocker = requests.post(

@@ -10,11 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,9 +21,9 @@ from ollama_magic import OllamaConnectionError, generate
 
 from ..conftest import RecordingPublisher
 from .conftest import LONG, SHORT
+from .servers import OllamaServer, private_ollamas
 from .support import (
     HEY,
-    REPO,
     assert_one_line,
     failing_cell,
     free_port,
@@ -169,93 +166,28 @@ def test_ctrl_c_stops_at_once_keeps_the_partial_text_and_the_thread(real_nb: Any
 
 # -- a private server that really stops --------------------------------------------------
 
-SCRIPT = REPO / "scripts" / "local-ollama"
-
-
-@dataclass
-class PrivateServer:
-    folder: Path
-    port: int
-    pids: list[int] = field(default_factory=list)
-    #: Extra environment for the server (``scripts/local-ollama`` passes its own to ``ollama serve``).
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def _script(self, command: str, *extra: str) -> str:
-        done = subprocess.run(
-            [str(SCRIPT), command, "--dir", str(self.folder), *extra],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            env={**os.environ, **self.env},
-        )
-        assert done.returncode == 0, f"local-ollama {command} failed: {done.stderr[-2000:]}"
-        return done.stdout
-
-    def start(self) -> None:
-        out = self._script("start", "--port", str(self.port))
-        assert out.strip().splitlines()[-1] == f"OLLAMA_HOST={self.host}"
-        self.pids.append(int((self.folder / "serve.pid").read_text().strip()))
-
-    @property
-    def pid(self) -> int:
-        return self.pids[-1]
-
-    def stop(self) -> None:
-        self._script("stop")
-
-    @staticmethod
-    def running(pid: int) -> bool:
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            return False
-        return b"ollama" in cmdline and b"serve" in cmdline
-
-
-def clone_server_folder(source: Path, target: Path) -> None:
-    """A second server folder: hard links for the big read-only parts, copies for the rest.
-
-    The server and the script write into ``mdl``, ``models``, ``home`` and the pid/log files;
-    those are real copies (or left out), so nothing of the shared server's folder changes.
-    """
-    target.mkdir()
-    for name in ("bin", "lib", "rt"):
-        if (source / name).is_dir():
-            shutil.copytree(source / name, target / name, symlinks=True, copy_function=os.link)
-    for name in ("mdl", "models", "home"):
-        shutil.copytree(source / name, target / name, symlinks=True)
-
 
 @pytest.fixture(scope="module")
-def private_server(real_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServer]:
+def private_server(real_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OllamaServer]:
     source = ollama_server_dir(real_host)
     if source is None:
         pytest.skip("the folder of the server at OLLAMA_E2E_HOST is unknown: set OLLAMA_E2E_DIR to it")
-    target = tmp_path_factory.mktemp("private-ollama") / "dir"
+    root = tmp_path_factory.mktemp("private-ollama")
+    started = False
     try:
-        clone_server_folder(source, target)
+        with private_ollamas(source, root) as servers:
+            started = True
+            yield servers[0]
     except OSError as exc:  # e.g. another file system: no hard links
-        pytest.skip(f"cannot hard-link {source} into {target.parent}: {exc}")
-    server = PrivateServer(target, free_port())
-    try:
-        server.start()
-        yield server
+        if started:
+            raise
+        pytest.skip(f"cannot hard-link {source} into {root}: {exc}")
     finally:
-        if (target / "serve.pid").exists():
-            server.stop()
-        for pid in server.pids:  # make sure, by PID, that none of ours is left
-            if server.running(pid):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_server_that_stops_mid_answer_then_is_down_then_comes_back(
-    private_server: PrivateServer, real_nb: Any, capsys: Any
+    private_server: OllamaServer, real_nb: Any, capsys: Any
 ) -> None:
     host = private_server.host
     first = cell_result(real_nb, f"%%generate -m {SHORT} --host {host} --thread p -o first\nhi", "first")
