@@ -64,7 +64,8 @@ from tests.e2e.servers import (  # noqa: E402
 )
 
 PROMPTS = ("hi", "and then?", "thanks")
-BUSY_LINE = re.compile(r"server busy[^\n]*?retry (\d+) of (\d+)", re.I)
+#: The line the magic shows while it waits out a busy server, e.g. "server busy: retry 2 of 6 in 1.6 s".
+BUSY_LINE = re.compile(r"(?:server busy|rate limited): retry (\d+) of (\d+)")
 
 
 # -- one kernel ----------------------------------------------------------------------------

@@ -87,12 +87,20 @@ def clone_server_folder(source: Path, target: Path) -> None:
 
     The server and the script write into ``mdl``, ``models``, ``home`` and the pid/log files;
     those are real copies (or left out), so nothing of the shared server's folder changes.
-    Raises OSError when hard links are impossible (e.g. another file system).
+    Where hard links are impossible (``target`` on another file system) the files are
+    copied instead (~0.5 GB, slower but the same).
     """
     target.mkdir(parents=True)
+
+    def link_or_copy(src: str, dst: str) -> None:
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
     for name in ("bin", "lib", "rt"):
         if (source / name).is_dir():
-            shutil.copytree(source / name, target / name, symlinks=True, copy_function=os.link)
+            shutil.copytree(source / name, target / name, symlinks=True, copy_function=link_or_copy)
     for name in ("mdl", "models", "home"):
         shutil.copytree(source / name, target / name, symlinks=True)
 
