@@ -42,6 +42,7 @@ import os
 import re
 import shutil
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -137,6 +138,7 @@ def cell_sources(turns: int, model: str, busy_retries: int | None, outdir: Path,
         "        'context': _r.context,\n"
         "        'prompt_eval_count': _r.stats.prompt_eval_count,\n"
         "        'eval_count': _r.stats.eval_count,\n"
+        "        'total_duration': _r.stats.total_duration,\n"
         "        'text': _r.text,\n"
         "        'busy_retries': getattr(_r, 'busy_retries', None),\n"
         "    })\n"
@@ -378,6 +380,13 @@ def report(args: argparse.Namespace, run: ClassRun, where: str) -> bool:
     rows.append(["all turns", len(every), *(f"{percentile(every, q):.2f} s" for q in (50, 95, 100))])
     print("\nLatency of a turn, from sending the cell to the kernel's reply (retries included):\n")
     print(table(["", "answered", "p50", "p95", "max"], rows))
+    server = [t.facts["total_duration"] / 1e9 for t in turns if t.facts and t.facts.get("total_duration")]
+    if server:
+        print(
+            f"\nThe server's own time per answer (total_duration): median {statistics.median(server):.2f} s, "
+            f"max {max(server):.2f} s; the rest of a turn's latency is waiting for the server."
+        )
+    print(f"Load average of this machine (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if run.answered_by:
         print("\nTurns answered by each server (nginx's access log, $upstream_addr):\n")
         print(table(["server", "answers (HTTP 200)"], sorted(run.answered_by.items())))
@@ -435,7 +444,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else "one server"
             )
             settings = "; ".join(f"{s.host}: {server_settings(s)}" for s in servers)
-            print(f"# servers: {settings}; students' OLLAMA_HOST={host}", file=sys.stderr, flush=True)
+            load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+            print(f"# servers: {settings}; OLLAMA_HOST={host}; load average {load}", file=sys.stderr, flush=True)
             offsets = [s.log.stat().st_size for s in servers]
             run = asyncio.run(
                 run_class(args.kernels, args.turns, args.model, host, args.busy_retries, workdir, kernel_pids)

@@ -75,11 +75,12 @@ def end_process(pid: int, *words: bytes, grace: float = 10.0) -> None:
 
 
 def children(pid: int) -> list[int]:
-    """The PIDs of ``pid``'s child processes (from /proc)."""
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except (OSError, ValueError):
-        return []
+    """The PIDs of ``pid``'s child processes (from /proc; any of its threads may be the parent)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError, ValueError):
+            found += [int(p) for p in (task / "children").read_text().split()]
+    return found
 
 
 def clone_server_folder(source: Path, target: Path) -> None:
