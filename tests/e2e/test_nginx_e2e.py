@@ -12,11 +12,11 @@ from its token counts.  The load test through the same set-up is
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
 import shutil
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +48,26 @@ CLASS_SETTINGS = {"OLLAMA_NUM_PARALLEL": "1", "OLLAMA_MAX_QUEUE": "3", "OLLAMA_K
 class Classroom:
     servers: list[OllamaServer]
     proxy: Nginx
+
+    def mark(self) -> int:
+        """The number of access-log entries before the requests that follow.
+
+        nginx writes an entry when it has closed a request, which can be a moment after the
+        client read the last line; so counting the lines now could count a previous test's
+        request too late.  A request of our own, with a unique query, is written after
+        those: its line is the mark.
+        """
+        token = f"mark={uuid.uuid4().hex}"
+        requests.get(f"{self.proxy.host}/api/version?{token}", timeout=10).raise_for_status()
+
+        def position() -> int | None:
+            for i, entry in enumerate(self.proxy.log_entries()):
+                if token in entry["request"]:
+                    return i + 1
+            return None
+
+        assert wait_until(lambda: position() is not None, timeout=10)
+        return position() or 0
 
     def logged(self, since: int, endpoint: str, expected: int = 1) -> list[dict[str, str]]:
         """nginx's access-log entries for ``endpoint`` (e.g. /api/generate) from entry ``since`` on.
@@ -143,7 +163,7 @@ def test_nginx_runs_the_example_and_the_servers_run_with_the_class_settings(clas
 
 
 def test_every_ollama_command_works_through_the_proxy(student: Any, classroom: Classroom, capsys: Any) -> None:
-    mark = len(classroom.proxy.log_entries())
+    mark = classroom.mark()
     listed = ollama(student, capsys, "list")
     assert listed.splitlines()[0].split()[0] == "NAME"
     assert {f"{SHORT}:latest", f"{LONG}:latest"} <= {line.split()[0] for line in listed.splitlines()[1:]}
@@ -193,8 +213,8 @@ def test_generate_through_the_proxy_streams_the_whole_answer(student: Any, class
 
 
 def test_a_conversation_continues_on_the_other_server(student: Any, classroom: Classroom, real_host: str) -> None:
+    mark = classroom.mark()  # also waits for earlier requests to be done and logged
     offsets = [s.log.stat().st_size for s in classroom.servers]
-    mark = len(classroom.proxy.log_entries())
     prompts = ["hi", "and then?", "thanks"]
     results = []
     for k, prompt in enumerate(prompts, start=1):
@@ -248,9 +268,9 @@ def test_a_kernel_set_up_by_an_ipython_config_file_works_through_the_proxy(
     env["IPYTHONDIR"] = str(ipython_dir)
     path = (os.environ.get("PYTHONPATH", ""), str(CLASSROOM_CONF.parents[2]))
     env["PYTHONPATH"] = os.pathsep.join(p for p in path if p)
-    mark = len(classroom.proxy.log_entries())
+    mark = classroom.mark()
     client = NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
-    asyncio.run(client.async_execute(env=env))
+    client.execute(env=env)
     printed = json.loads(nb.cells[1].outputs[0]["text"])
     assert printed["text"] == HEY and printed["context"]
     assert [e["status"] for e in classroom.logged(mark, "/api/generate")] == ["200"]
