@@ -13,14 +13,17 @@ What it does, all on loopback, and all undone at the end (also on Ctrl-C or a cr
    and turns away (HTTP 503 "server busy") all but a couple of waiting ones, as a class
    overwhelms a real one.  With ``--servers 2`` (or ``--via-nginx``) Debian's nginx runs
    the shipped ``examples/nginx/ollama-classroom.conf`` in front of them.
-2. Starts N ipykernels (jupyter_client), loads the extension in each, and waits until all
-   are ready.  Then every kernel runs, at the same moment, a notebook of ``--turns`` (3)
-   chained ``%%generate`` cells in one thread, each storing its result (``-o``); a last
-   cell reports each result's request context, context and token counts.
+2. Starts N ipykernels (jupyter_client) with ``OLLAMA_HOST`` (the server, or nginx's
+   ``/ollama`` URL) and ``OLLAMA_MAGIC_MODEL`` (``--model``) in their environment, as a hub
+   gives every student, loads the extension in each, and waits until all are ready.  Then
+   every kernel runs, at the same moment, a notebook of ``--turns`` (3) chained
+   ``%%generate`` cells in one thread (no ``-m``), each storing its result (``-o``); a
+   last cell reports each result's request context, context and token counts.
 3. Prints: kernels, turns, failures (with their messages), busy answers (HTTP 503 counted
-   in the servers' or nginx's logs) and the retries the cells showed ("server busy: retry"
-   lines seen in the outputs as they updated), conversations intact, and p50/p95/max
-   latency per turn (from sending the cell to the kernel's reply, as a student waits).
+   in the servers' or nginx's logs), retries (the results' ``busy_retries``, and the
+   "server busy: retry" lines the cells showed as they updated), conversations intact,
+   p50/p95/max latency per turn (from sending the cell to the kernel's reply, as a student
+   waits), the model's own time per answer, and which server answered how many turns.
 
 A conversation is intact when each turn continued the previous one: turn k's request
 carried exactly turn k-1's returned context, and the server's ``prompt_eval_count`` grew
@@ -123,10 +126,14 @@ class Student:
             previous = f
 
 
-def cell_sources(turns: int, model: str, busy_retries: int | None, outdir: Path, number: int) -> list[str]:
-    """The notebook each kernel runs: the turns, then a cell that writes what they returned."""
+def cell_sources(turns: int, busy_retries: int | None, outdir: Path, number: int) -> list[str]:
+    """The notebook each kernel runs: the turns, then a cell that writes what they returned.
+
+    The cells name no model and no host: each kernel has them in its environment
+    (``OLLAMA_MAGIC_MODEL``, ``OLLAMA_HOST``), as a hub gives them to every student.
+    """
     extra = f" --busy-retries {busy_retries}" if busy_retries is not None else ""
-    cells = [f"%%generate -m {model}{extra} -o r{k}\n{PROMPTS[(k - 1) % len(PROMPTS)]}" for k in range(1, turns + 1)]
+    cells = [f"%%generate{extra} -o r{k}\n{PROMPTS[(k - 1) % len(PROMPTS)]}" for k in range(1, turns + 1)]
     names = ", ".join(f"'r{k}'" for k in range(1, turns + 1))
     cells.append(
         "import json as _json\n"
@@ -138,7 +145,7 @@ def cell_sources(turns: int, model: str, busy_retries: int | None, outdir: Path,
         "        'context': _r.context,\n"
         "        'prompt_eval_count': _r.stats.prompt_eval_count,\n"
         "        'eval_count': _r.stats.eval_count,\n"
-        "        'total_duration': _r.stats.total_duration,\n"
+        "        'compute_ns': (_r.stats.prompt_eval_duration or 0) + (_r.stats.eval_duration or 0),\n"
         "        'text': _r.text,\n"
         "        'busy_retries': getattr(_r, 'busy_retries', None),\n"
         "    })\n"
@@ -207,7 +214,7 @@ async def run_class(
     # copy), else the installed package, else this checkout.
     path = [p for p in (os.environ.get("PYTHONPATH", ""), str(REPO)) if p]
     env = dict(os.environ, OLLAMA_HOST=host, PYTHONPATH=os.pathsep.join(path))
-    env.pop("OLLAMA_MAGIC_MODEL", None)
+    env["OLLAMA_MAGIC_MODEL"] = model
     students = [Student(i + 1) for i in range(n)]
     managers = [AsyncKernelManager(kernel_name="python3") for _ in students]
     clients: list[Any] = [None] * n
@@ -236,7 +243,7 @@ async def run_class(
         student, kc = students[i], clients[i]
         if kc is None or student.setup_error:
             return
-        *turn_cells, report = cell_sources(turns, model, busy_retries, workdir, student.number)
+        *turn_cells, report = cell_sources(turns, busy_retries, workdir, student.number)
         for k, code in enumerate(turn_cells, start=1):
             seconds, error, shown = await run_cell(kc, code, timeout=1800)
             student.turns.append(Turn(k, seconds, error, retries_in(shown)))
@@ -380,11 +387,11 @@ def report(args: argparse.Namespace, run: ClassRun, where: str) -> bool:
     rows.append(["all turns", len(every), *(f"{percentile(every, q):.2f} s" for q in (50, 95, 100))])
     print("\nLatency of a turn, from sending the cell to the kernel's reply (retries included):\n")
     print(table(["", "answered", "p50", "p95", "max"], rows))
-    server = [t.facts["total_duration"] / 1e9 for t in turns if t.facts and t.facts.get("total_duration")]
-    if server:
+    compute = [t.facts["compute_ns"] / 1e9 for t in turns if t.facts and t.facts.get("compute_ns")]
+    if compute:
         print(
-            f"\nThe server's own time per answer (total_duration): median {statistics.median(server):.2f} s, "
-            f"max {max(server):.2f} s; the rest of a turn's latency is waiting for the server."
+            f"\nThe model's own work per answer (prompt_eval_duration + eval_duration): median "
+            f"{statistics.median(compute):.2f} s, max {max(compute):.2f} s; the rest of a turn is waiting."
         )
     print(f"Load average of this machine (1, 5, 15 min) at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     if run.answered_by:
