@@ -251,8 +251,9 @@ def test_a_conversation_continues_on_the_other_server(student: Any, classroom: C
 def test_a_kernel_set_up_by_an_ipython_config_file_works_through_the_proxy(
     classroom: Classroom, tmp_path: Path
 ) -> None:
-    """What docs/teaching.md gives a hub: an IPython profile that loads the extension and
-    points it at the proxy, so that a student's first cell is already a ``%%generate``."""
+    """What docs/teaching.md gives a hub: an IPython profile that loads the extension, points
+    it at the proxy with a default model and headers, so that a student's first cell is
+    already a ``%%generate``.  (That headers are sent is tests/e2e/test_access_e2e.py's.)"""
     ipython_dir = tmp_path / "ipython"
     (ipython_dir / "profile_default").mkdir(parents=True)
     (ipython_dir / "profile_default" / "ipython_config.py").write_text(
@@ -260,11 +261,16 @@ def test_a_kernel_set_up_by_an_ipython_config_file_works_through_the_proxy(
         "c.InteractiveShellApp.extensions = ['ollama_magic']\n"
         f"c.GenerateMagics.host = {classroom.proxy.host!r}\n"
         f"c.GenerateMagics.model = {SHORT!r}\n"
+        "c.GenerateMagics.headers = {'Authorization': 'Bearer class-token'}\n"
     )
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell("%%generate -o r\nhi"),
-        nbformat.v4.new_code_cell("import json; print(json.dumps({'text': r.text, 'context': r.context}))"),
+        nbformat.v4.new_code_cell(
+            "import json\n"
+            "magics = get_ipython().magics_manager.registry['GenerateMagics']\n"
+            "print(json.dumps({'text': r.text, 'context': r.context, 'headers': sorted(magics.headers)}))"
+        ),
     ]
     env = {k: v for k, v in os.environ.items() if k != "OLLAMA_HOST"}
     env["IPYTHONDIR"] = str(ipython_dir)
@@ -275,4 +281,6 @@ def test_a_kernel_set_up_by_an_ipython_config_file_works_through_the_proxy(
     client.execute(env=env)
     printed = json.loads(nb.cells[1].outputs[0]["text"])
     assert printed["text"] == HEY and printed["context"]
+    assert printed["headers"] == ["Authorization"]  # the file's headers are the magics' own
+    assert "class-token" not in json.dumps(nb.cells[0].outputs)  # and never shown
     assert [e["status"] for e in classroom.logged(mark, "/api/generate")] == ["200"]
