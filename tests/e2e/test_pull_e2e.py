@@ -19,14 +19,15 @@ import requests
 
 from ..conftest import notebook_like
 from ..test_pull import screen
+from .servers import OllamaServer
 from .support import HEY, REPO, run
-from .test_failures_e2e import PrivateServer, private_server  # noqa: F401 - a fixture
+from .test_failures_e2e import private_server  # noqa: F401 - a fixture
 
 SCRIPT = REPO / "scripts" / "local-registry"
 
 
 @pytest.fixture(scope="module")
-def registry_model(private_server: PrivateServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
+def registry_model(private_server: OllamaServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:  # noqa: F811
     if not (shutil.which("docker-registry") and shutil.which("nginx")):
         pytest.skip("docker-registry and nginx are not installed (scripts/local-registry install)")
     folder = tmp_path_factory.mktemp("registry")
@@ -52,7 +53,7 @@ def _delete(host: str, model: str) -> None:
 
 def test_a_pull_from_a_real_registry_shows_progress_then_the_model_answers(
     real_ip: Any,
-    private_server: PrivateServer,  # noqa: F811 - the fixture imported above
+    private_server: OllamaServer,  # noqa: F811 - the fixture imported above
     registry_model: str,
     capsys: Any,
     monkeypatch: Any,
@@ -78,7 +79,7 @@ def test_a_pull_from_a_real_registry_shows_progress_then_the_model_answers(
 
 def test_a_pull_in_a_notebook_shows_a_widget_bar_and_saves_the_result_line(
     real_ip: Any,
-    private_server: PrivateServer,  # noqa: F811 - the fixture imported above
+    private_server: OllamaServer,  # noqa: F811 - the fixture imported above
     registry_model: str,
     capsys: Any,
     monkeypatch: Any,
@@ -95,7 +96,7 @@ def test_a_pull_in_a_notebook_shows_a_widget_bar_and_saves_the_result_line(
 
 def test_without_internet_the_pull_is_one_line_saying_what_to_do(
     real_ip: Any,
-    private_server: PrivateServer,  # noqa: F811 - the fixture imported above
+    private_server: OllamaServer,  # noqa: F811 - the fixture imported above
     capsys: Any,
     monkeypatch: Any,
 ) -> None:
@@ -112,7 +113,7 @@ def test_without_internet_the_pull_is_one_line_saying_what_to_do(
 
 def test_a_registry_without_tls_needs_insecure(
     real_ip: Any,
-    private_server: PrivateServer,  # noqa: F811 - the fixture imported above
+    private_server: OllamaServer,  # noqa: F811 - the fixture imported above
     registry_model: str,
     capsys: Any,
     monkeypatch: Any,
