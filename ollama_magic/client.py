@@ -411,7 +411,8 @@ class OllamaClient:
     # -- management -----------------------------------------------------------------
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        response = self._request(method, path, **kwargs)
+        # Streamed, so an error body is read only up to ERROR_BODY_LIMIT (a success is read whole).
+        response = self._request(method, path, stream=True, **kwargs)
         try:
             if _is_html(response):
                 raise ValueError("a web page")

@@ -381,3 +381,20 @@ def test_ollama_wait_fails_at_once_on_something_that_is_not_ollama(ip: Any, caps
 def test_ollama_wait_checks_its_argument(ip: Any, capsys: Any) -> None:
     line = one_line(seen_by(ip, capsys, "%ollama wait soon", ok=False))
     assert line == "UsageError: Usage: %ollama wait [SECONDS] (a positive number of seconds, not 'soon')"
+
+
+def test_a_huge_error_body_from_a_management_endpoint_is_not_downloaded(httpserver: HTTPServer) -> None:
+    sent = [0]
+
+    def body() -> Any:
+        for _ in range(400):  # 100 MB, if anyone read it all
+            sent[0] += 1
+            yield b"E" * 256 * 1024
+
+    httpserver.expect_request("/api/tags").respond_with_handler(
+        lambda request: Response(body(), status=500, mimetype="text/plain")
+    )
+    with pytest.raises(OllamaResponseError) as info:
+        OllamaClient(f"127.0.0.1:{httpserver.port}", 30).tags()
+    assert len(str(info.value)) <= 250
+    assert sent[0] < 100  # what the socket buffers took, far from the 400 pieces
