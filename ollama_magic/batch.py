@@ -9,8 +9,8 @@ this module adds is only what a batch needs:
 * a failed item does not stop the others: its result carries the error (``.error``,
   ``.complete`` False) and the summary counts the failures by reason;
 * a progress display (done / total, rate, time left, failures) instead of the text;
-* Ctrl-C stops at once: every open connection is shut (which tells Ollama to stop
-  generating), the finished items are kept and the others are marked "not run";
+* Ctrl-C stops at once: the engine's ``cancel`` shuts every open connection (which tells
+  Ollama to stop generating), the finished items are kept and the others are marked "not run";
   :class:`BatchInterrupted` carries them all;
 * an optional SQLite cache (:mod:`ollama_magic.cache`): finished items are stored as
   they finish and served on a re-run, so an interrupted batch resumes where it stopped.
@@ -18,10 +18,8 @@ this module adds is only what a batch needs:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import inspect
-import socket
 import sys
 import threading
 import time
@@ -29,10 +27,6 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
-
-import requests
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from . import structured
 from .cache import ResultCache, cacheable, model_digests, open_cache, request_key
@@ -211,82 +205,19 @@ def default_progress() -> Progress:
 # -- stopping at once -------------------------------------------------------------------
 
 
-class _Cancelled(Exception):
-    """Raised inside a worker (from the chunk callback) when the batch is being stopped."""
-
-
 class _CancelScope:
-    """Knows every connection the batch's sessions opened, so Ctrl-C can shut them all.
+    """The batch's stop switch: one event shared by every item's ``generate(cancel=...)``.
 
-    Closing a response from another thread does not wake a thread blocked reading it
-    (waiting for a busy server, or for the first token); shutting the socket down does,
-    and the server sees the connection close and stops generating.  Connections are
-    tracked by giving each session connection classes that register themselves.
+    Setting it makes the engine shut each open connection at once, even one waiting for a
+    silent server (see ``generate``'s ``cancel``), so Ollama stops generating; workers take
+    no new item once it is set.
     """
 
     def __init__(self) -> None:
         self.cancelled = threading.Event()
-        self._lock = threading.Lock()
-        self._open: set[HTTPConnection] = set()
-        scope = self
-
-        class Tracked(HTTPConnection):
-            def connect(self) -> None:
-                if scope.cancelled.is_set():
-                    raise ConnectionAbortedError("the batch was interrupted")
-                super().connect()
-                scope._add(self)
-
-            def close(self) -> None:
-                scope._discard(self)
-                super().close()
-
-        class TrackedTLS(HTTPSConnection):
-            def connect(self) -> None:
-                if scope.cancelled.is_set():
-                    raise ConnectionAbortedError("the batch was interrupted")
-                super().connect()
-                scope._add(self)
-
-            def close(self) -> None:
-                scope._discard(self)
-                super().close()
-
-        self._pools = {
-            "http": type("TrackedPool", (HTTPConnectionPool,), {"ConnectionCls": Tracked}),
-            "https": type("TrackedTLSPool", (HTTPSConnectionPool,), {"ConnectionCls": TrackedTLS}),
-        }
-
-    def _add(self, conn: HTTPConnection) -> None:
-        with self._lock:
-            self._open.add(conn)
-
-    def _discard(self, conn: HTTPConnection) -> None:
-        with self._lock:
-            self._open.discard(conn)
-
-    def session(self) -> requests.Session:
-        """A session whose connections this scope can shut."""
-        session = requests.Session()
-        for adapter in session.adapters.values():
-            adapter.poolmanager.pool_classes_by_scheme = self._pools  # type: ignore[attr-defined]
-        return session
-
-    def check(self, piece: str = "", thought: str = "") -> None:
-        """The chunk callback: stop reading as soon as the batch is cancelled."""
-        if self.cancelled.is_set():
-            raise _Cancelled
 
     def cancel(self) -> None:
-        """Stop: no new connection opens, and every open one is shut now."""
         self.cancelled.set()
-        with self._lock:
-            connections = list(self._open)
-        for conn in connections:
-            sock = getattr(conn, "sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
 
 
 # -- the batch --------------------------------------------------------------------------
@@ -421,7 +352,7 @@ def generate_many(
     try:
         if store is not None:
             keys = [request_key(item) for item in items]
-            digests = _digests(items, scope)
+            digests = _digests(items)
             hits = store.get_many(keys, {k: digests.get(items[i]["model"]) for i, k in enumerate(keys)})
             used: set[str] = set()
             for i, key in enumerate(keys):
@@ -435,20 +366,20 @@ def generate_many(
         if not pending:
             finished.set()
 
-        def run(index: int, session: requests.Session) -> GenerationResult:
+        def run(index: int, clients: dict[Any, OllamaClient]) -> GenerationResult:
             item = items[index]
-            client = OllamaClient(item.get("host"), item.get("timeout"), session=session)
+            where = (item.get("host"), repr(item.get("timeout")))
+            client = clients.get(where)
+            if client is None:  # one per thread and server: its connections are reused
+                client = clients[where] = OllamaClient(item.get("host"), item.get("timeout"))
             kwargs = {k: v for k, v in item.items() if k not in ("host", "timeout")}
 
-            def on_retry(retry: Any) -> None:  # a busy server: counted, and no wait once stopped
-                scope.check()
+            def on_retry(retry: Any) -> None:  # a busy server (the engine waits no more once stopped)
                 with lock:
                     state.busy_retries += 1
 
             try:
-                result = generate(**kwargs, client=client, on_chunk=scope.check, on_warning=warn, on_retry=on_retry)
-            except _Cancelled:
-                return _not_run(item)
+                result = generate(**kwargs, client=client, cancel=scope.cancelled, on_warning=warn, on_retry=on_retry)
             except OllamaMagicError as exc:
                 if scope.cancelled.is_set():
                     return _not_run(item, getattr(exc, "partial", None))
@@ -465,14 +396,14 @@ def generate_many(
             return result
 
         def worker() -> None:
-            session = scope.session()
+            clients: dict[Any, OllamaClient] = {}
             try:
                 while not scope.cancelled.is_set():
                     with lock:
                         if not pending:
                             return
                         index = pending.popleft()
-                    result = run(index, session)
+                    result = run(index, clients)
                     if result.error == NOT_RUN:
                         results[index] = result
                         return
@@ -486,7 +417,8 @@ def generate_many(
                         if state.done == total:
                             finished.set()
             finally:
-                session.close()
+                for client in clients.values():
+                    client.session.close()
 
         workers = [
             threading.Thread(target=worker, name=f"ollama-batch-{n}", daemon=True)
@@ -537,16 +469,12 @@ def generate_many(
     return out
 
 
-def _digests(items: list[dict[str, Any]], scope: _CancelScope) -> dict[str, str | None]:
+def _digests(items: list[dict[str, Any]]) -> dict[str, str | None]:
     """Each model's digest on the server its items go to (one /api/tags per server)."""
     by_host: dict[Any, set[str]] = {}
     for item in items:
         by_host.setdefault(item.get("host"), set()).add(item["model"])
     digests: dict[str, str | None] = {}
-    session = scope.session()
-    try:
-        for host, models in by_host.items():
-            digests.update(model_digests(OllamaClient(host, None, session=session), sorted(models)))
-    finally:
-        session.close()
+    for host, models in by_host.items():
+        digests.update(model_digests(OllamaClient(host, None), sorted(models)))
     return digests
