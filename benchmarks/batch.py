@@ -287,8 +287,8 @@ def real_benchmark(args: argparse.Namespace, targets: list[tuple[str, str, str, 
         print("skipped: set OLLAMA_E2E_HOST and OLLAMA_E2E_DIR (the shared server's folder) to run it")
         return
     sys.path.insert(0, str(REPO))
+    from tests.e2e.servers import clone_server_folder
     from tests.e2e.support import free_port
-    from tests.e2e.test_failures_e2e import clone_server_folder
 
     folder = Path(tempfile.mkdtemp(prefix="ollama-magic-bench-real-")) / "dir"
     clone_server_folder(Path(source), folder)
