@@ -673,22 +673,28 @@ def _line_too_long(base_url: str) -> OllamaResponseError:
 
 #: A surrogate escape in the JSON text (``\\ud83d``); valid pairs decode to one character,
 #: so a surrogate left in the decoded text stood alone.
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def _decode_line(line: bytes) -> dict[str, Any]:
+    # Decoded here rather than by json.loads: strict UTF-8 is the fast path (json's own
+    # encoding detection costs more than the parse of a short line), and bytes that are
+    # not UTF-8 (a broken server or proxy, or UTF-8-encoded surrogates, which json would
+    # let through) become U+FFFD where they were, and the answer goes on.
     try:
-        obj = json.loads(line)
+        text = line.decode()
     except UnicodeDecodeError:
-        # Invalid UTF-8 from a broken server or proxy: show U+FFFD where it was and go on,
-        # rather than lose the whole answer.
-        obj = _loads_or_raise(line.decode("utf-8", "replace"), line)
+        text = line.decode("utf-8", "replace")
+    try:
+        obj = json.loads(text)
     except ValueError as exc:
-        raise _not_json(line) from exc
+        if not text.startswith("\ufeff"):
+            raise _not_json(line) from exc
+        obj = _loads_or_raise(text[1:], line)  # a byte order mark, as json.loads(bytes) allowed
     if not isinstance(obj, dict):
         raise OllamaResponseError(f"Ollama sent an unexpected line: {obj!r:.80}")
-    if b"\\u" in line and _SURROGATE_ESCAPE.search(line):
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         obj = _without_lone_surrogates(obj)
     if "error" in obj:
         raise OllamaResponseError(f"Ollama reported an error: {obj['error']}", -1)

@@ -212,14 +212,17 @@ def _stream_one(
                     raise _Cancelled
                 piece = obj.get("response")
                 thought = obj.get("thinking")
-                if piece.__class__ is not str:  # a broken server's number or list is not text
-                    piece = None
-                if thought.__class__ is not str:
-                    thought = None
+                # Only text is kept: a broken server's number or list in these fields is not.
                 if piece:
-                    parts.append(piece)
+                    if piece.__class__ is str:
+                        parts.append(piece)
+                    else:
+                        piece = None
                 if thought:
-                    thinking.append(thought)
+                    if thought.__class__ is str:
+                        thinking.append(thought)
+                    else:
+                        thought = None
                 if obj.get("done"):
                     # Not passed to on_chunk: the view's finish() shows the complete answer,
                     # so a `stream: false` answer is displayed once, complete.

@@ -121,6 +121,22 @@ def test_a_lone_surrogate_escape_is_replaced_so_the_answer_shows_and_is_kept(nb:
     assert "Smile \ufffd and a pair \U0001f600" in nb.publisher.final["text/html"]
 
 
+def test_utf8_encoded_surrogates_and_a_byte_order_mark_are_survived(nb: Any, fake: FakeOllama) -> None:
+    from jupyter_client.session import json_packer
+
+    raw_stream(
+        fake,
+        b"\xef\xbb\xbf" + line(chunk("Hey")),  # a byte order mark, as some proxies add
+        b'{"model": "tiny", "response": " \xed\xa0\xbd", "done": false}\n',  # a surrogate in UTF-8 bytes
+        line(chunk(" now")),
+        line(final([1])),
+    )
+    assert run(nb, "%%generate -m tiny -o r\nHi").success
+    assert nb.user_ns["r"].text == "Hey \ufffd\ufffd\ufffd now"
+    for message in nb.publisher.messages:
+        json_packer(message["data"])
+
+
 @pytest.mark.parametrize(
     "odd",
     [
