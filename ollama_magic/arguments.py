@@ -22,11 +22,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from .errors import InvalidRequestError
-from .request import check_options, merge_options, normalize_keep_alive
+from .request import MAX_TOP_LOGPROBS, check_options, merge_options, normalize_keep_alive
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-THINK_LEVELS = ("low", "medium", "high", "true", "false")
+THINK_LEVELS = ("low", "medium", "high", "max", "true", "false")
+#: How many alternatives per token ``--logprobs`` asks for when given no number.
+DEFAULT_TOP_LOGPROBS = 5
 
 _ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("-m", "--model"), {"help": "Model name (default: %%config GenerateMagics.model, else OLLAMA_MAGIC_MODEL)."}),
@@ -62,7 +64,47 @@ _ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
             "nargs": "?",
             "const": True,
             "metavar": "LEVEL",
-            "help": "Ask a reasoning model to think (optionally low/medium/high).",
+            "help": "Ask a reasoning model to think (optionally low/medium/high/max).",
+        },
+    ),
+    (
+        ("--no-think",),
+        {
+            "dest": "think",
+            "action": "store_const",
+            "const": False,
+            "help": "Send think: false (Ollama 0.12.4+ lets models that can think do so unless told not to).",
+        },
+    ),
+    (
+        ("--truncate",),
+        {"dest": "truncate", "action": "store_true", "default": None, "help": "Send truncate: true."},
+    ),
+    (
+        ("--no-truncate",),
+        {
+            "dest": "truncate",
+            "action": "store_false",
+            "help": "Send truncate: false: a prompt longer than the context is an error, not cut (Ollama 0.12.6+).",
+        },
+    ),
+    (("--shift",), {"dest": "shift", "action": "store_true", "default": None, "help": "Send shift: true."}),
+    (
+        ("--no-shift",),
+        {
+            "dest": "shift",
+            "action": "store_false",
+            "help": "Send shift: false: stop at a full context instead of dropping its start (Ollama 0.12.6+).",
+        },
+    ),
+    (
+        ("--logprobs",),
+        {
+            "nargs": "?",
+            "const": DEFAULT_TOP_LOGPROBS,
+            "type": int,
+            "metavar": "N",
+            "help": "Each token's probability and its N likeliest alternatives (0-20, default 5; Ollama 0.12.11+).",
         },
     ),
     (("--options",), {"metavar": "JSON", "help": "Model options as a JSON object, e.g. '{\"num_ctx\": 8192}'."}),
@@ -169,7 +211,9 @@ def split_line(parser: argparse.ArgumentParser, line: str) -> tuple[list[str], s
         elif action.nargs == "?":
             if pos < len(line):
                 value, end = _next_token(line, pos)
-                if value.lower() in THINK_LEVELS:
+                # An optional value is taken only when it is one (a level, a count), so
+                # `%generate --think Why...` and `--logprobs Why...` keep their prompt.
+                if (value.lower() in THINK_LEVELS) if action.type is None else value.isdigit():
                     tokens.append(value)
                     pos = end
         elif action.nargs == "+":
@@ -270,6 +314,8 @@ def build_call(
     if args.format is not None:
         text = args.format.strip()
         fmt = namespace[text] if text.isidentifier() and text != "json" and text in namespace else text
+    if args.logprobs is not None and not 0 <= args.logprobs <= MAX_TOP_LOGPROBS:
+        raise UsageError(f"--logprobs takes 0 to {MAX_TOP_LOGPROBS} alternatives per token, not {args.logprobs}.")
     images = [namespace[i] if i.isidentifier() and i in namespace else i for i in args.images] if args.images else None
     busy_retries = args.busy_retries if args.busy_retries is not None else defaults.get("busy_retries")
     if busy_retries is not None and busy_retries < 0:
@@ -298,6 +344,10 @@ def build_call(
         "raw": args.raw,
         "keep_alive": keep_alive,
         "think": _think(args.think),
+        "truncate": args.truncate,
+        "shift": args.shift,
+        "logprobs": args.logprobs is not None,
+        "top_logprobs": args.logprobs,
         "retries": args.retries,
         "schema_in_prompt": args.schema_in_prompt,
         "host": args.host or defaults.get("host") or None,

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from . import auth, structured
+from . import auth, features, structured
 from .busy import BusyRetry, RetryCallback
 from .client import OllamaClient, OpenRequest, Timeout
 from .errors import GenerationInterrupted, OllamaMagicError, OllamaResponseError
@@ -38,6 +38,14 @@ class _Cancelled(KeyboardInterrupt):
     """Raised inside the stream when ``cancel`` is set: handled exactly like Ctrl-C."""
 
 
+class IgnoredFieldWarning(UserWarning):
+    """The server ignored a field it is too old to know (see features.py)."""
+
+
+#: How many alternatives per token ``logprobs=True`` asks for unless ``top_logprobs`` says.
+DEFAULT_TOP_LOGPROBS = 5
+
+
 #: Called with (response_delta, thinking_delta) for every streamed chunk that carries text.
 ChunkCallback = Callable[[str, str], None]
 #: Called when an attempt begins (1-based number, payload) and when it ends (result).
@@ -59,6 +67,10 @@ def generate(
     keep_alive: str | int | float | None = None,
     context: list[int] | None = None,
     think: bool | str | None = None,
+    truncate: bool | None = None,
+    shift: bool | None = None,
+    logprobs: bool = False,
+    top_logprobs: int | None = None,
     retries: int = 0,
     schema_in_prompt: bool | None = None,
     host: str | None = None,
@@ -85,7 +97,11 @@ def generate(
     ``model`` defaults to the ``OLLAMA_MAGIC_MODEL`` environment variable (read now).
 
     ``on_chunk`` sees the text as it streams.  Schema keywords Ollama will not enforce
-    are reported to ``on_warning`` (default: a :class:`SchemaKeywordWarning`).  A
+    are reported to ``on_warning`` (default: a :class:`SchemaKeywordWarning`), and so is a
+    field the server ignored (``logprobs``, ``truncate: false`` on an old Ollama;
+    default: an :class:`IgnoredFieldWarning`).  ``logprobs=True`` asks for each token's
+    probability and its ``top_logprobs`` (default 5) likeliest alternatives
+    (``result.logprobs``).  A
     KeyboardInterrupt closes the connection at once and raises
     :class:`GenerationInterrupted` carrying the partial result.
 
@@ -163,6 +179,10 @@ def generate(
         "keep_alive": keep_alive,
         "context": context,
         "think": think,
+        "truncate": truncate,
+        "shift": shift,
+        "logprobs": logprobs,
+        "top_logprobs": DEFAULT_TOP_LOGPROBS if logprobs and top_logprobs is None else top_logprobs,
     }
     payload = build_generate_payload(prompt=sent_prompt, **base)
     attempt = 1
@@ -179,6 +199,8 @@ def generate(
         result.busy_retries = retried
         if fmt is not None:
             result.data, result.errors = structured.validate_answer(result.text, fmt)
+        if attempt == 1:
+            _warn_ignored(client, payload, result, on_warning)
         if on_result is not None:
             on_result(result)
         if not result.errors or attempt > retries:
@@ -188,12 +210,37 @@ def generate(
         payload = build_generate_payload(prompt=retry_prompt, **base)
 
 
+def _warn_ignored(
+    client: OllamaClient,
+    payload: dict[str, Any],
+    result: GenerationResult,
+    on_warning: Callable[[str], None] | None,
+) -> None:
+    """Tell the person, once per generation, about each field the server ignored."""
+
+    def server_version() -> str | None:
+        try:
+            return client.version()
+        except OllamaMagicError:
+            return None
+
+    for note in features.ignored_field_notes(payload, result, server_version):
+        if on_warning is not None:
+            on_warning(note[0].upper() + note[1:])
+        else:
+            warnings.warn(note[0].upper() + note[1:], IgnoredFieldWarning, stacklevel=3)
+
+
 def _stream_one(
     client: OllamaClient, payload: dict[str, Any], on_chunk: ChunkCallback | None, cancel: Cancel | None = None
 ) -> GenerationResult:
     """Run one request to completion; on failure, attach what arrived as ``exc.partial``."""
     parts = TextBuffer()
     thinking = TextBuffer()
+    # Token probabilities arrive with the chunks (also with chunks of no visible text,
+    # and with the final object); None unless the server sent any.
+    logprobs: list[dict[str, Any]] | None = None
+    remote: dict[str, Any] = {}
     final: dict[str, Any] | None = None
     model = payload["model"]
     watcher = _CancelWatcher(cancel) if cancel is not None else None
@@ -223,6 +270,13 @@ def _stream_one(
                         thinking.append(thought)
                     else:
                         thought = None
+                entries = obj.get("logprobs")
+                if entries and isinstance(entries, list):
+                    if logprobs is None:
+                        logprobs = []
+                    logprobs.extend(e for e in entries if isinstance(e, dict))
+                if obj.get("remote_model") or obj.get("remote_host"):
+                    remote = obj
                 if obj.get("done"):
                     # Not passed to on_chunk: the view's finish() shows the complete answer,
                     # so a `stream: false` answer is displayed once, complete.
@@ -241,24 +295,31 @@ def _stream_one(
                 "probably stopped for repeating itself (try another prompt, --num-predict, or a higher temperature)."
             )
     except KeyboardInterrupt:
-        raise _interrupted(_result(parts, thinking, model, {}, payload, complete=False)) from None
+        raise _interrupted(
+            _result(parts, thinking, model, remote, payload, complete=False, logprobs=logprobs)
+        ) from None
     except OllamaMagicError as exc:
         if cancel is not None and cancel.is_set():
             # The connection ended because cancel shut it: a stop, not a failure.
-            raise _interrupted(_result(parts, thinking, model, {}, payload, complete=False)) from None
+            raise _interrupted(
+                _result(parts, thinking, model, remote, payload, complete=False, logprobs=logprobs)
+            ) from None
         if isinstance(exc, OllamaResponseError) and isinstance(payload.get("think"), str) and "unmarshal" in str(exc):
-            # Ollama before 0.10 accepts only true/false for think.
+            # Ollama before 0.11 accepts only true/false for think; its own words are
+            # kept at the end of the line.
             raise OllamaResponseError(
-                f"This Ollama server accepts only --think without a level (it rejected {payload['think']!r}); "
-                "thinking levels need a newer Ollama.",
+                f"This Ollama server accepts only --think without a level (it rejected {payload['think']!r}): "
+                f"levels need Ollama 0.11 or newer ('max' 0.21). The server said: {exc}",
                 exc.status_code,
             ) from exc
-        exc.partial = _result(parts, thinking, model, {}, payload, complete=False, error=str(exc))  # type: ignore[attr-defined]
+        exc.partial = _result(
+            parts, thinking, model, remote, payload, complete=False, error=str(exc), logprobs=logprobs
+        )  # type: ignore[attr-defined]
         raise
     finally:
         if watcher is not None:
             watcher.done()
-    return _result(parts, thinking, model, final, payload, complete=True)
+    return _result(parts, thinking, model, {**remote, **final}, payload, complete=True, logprobs=logprobs)
 
 
 def _interrupted(partial: GenerationResult) -> GenerationInterrupted:
@@ -298,6 +359,11 @@ class _CancelWatcher:
         self._finished.set()
 
 
+def _text(value: Any) -> str | None:
+    """A server field that should be text: None unless it is a non-empty string."""
+    return value if isinstance(value, str) and value else None
+
+
 def _result(
     parts: TextBuffer,
     thinking: TextBuffer,
@@ -307,6 +373,7 @@ def _result(
     *,
     complete: bool,
     error: str | None = None,
+    logprobs: list[dict[str, Any]] | None = None,
 ) -> GenerationResult:
     # The final object comes from the server: values of the wrong type are not trusted
     # (a context that is not a list of token ids would be sent back with the next turn).
@@ -325,4 +392,7 @@ def _result(
         complete=complete,
         error=error,
         request=payload,
+        logprobs=logprobs,
+        remote_model=_text(final.get("remote_model")),
+        remote_host=_text(final.get("remote_host")),
     )

@@ -170,6 +170,17 @@ def format_seconds(seconds: float | None) -> str:
     return f"{seconds:.2f} s"
 
 
+def remote_text(model: str | None, host: str | None) -> str:
+    """Who really answered when Ollama passed the request on (a cloud model), without
+    any user:password the upstream URL might carry.
+
+    >>> remote_text("gpt-oss:120b", "https://user:key@ollama.com:443")
+    'answered by gpt-oss:120b at https://ollama.com:443'
+    """
+    where = re.sub(r"(?<=://)[^/@]*@", "", host) if host else ""
+    return " ".join(bit for bit in ("answered by", model or "a remote model", f"at {where}" if where else "") if bit)
+
+
 def footer_text(result: GenerationResult) -> str:
     """The one-line statistics footer: model, tokens, speed, times, why it stopped."""
     stats = result.stats
@@ -184,6 +195,8 @@ def footer_text(result: GenerationResult) -> str:
     bits.append(f"load {format_seconds(stats.load_seconds)}")
     if result.done_reason:
         bits.append(result.done_reason)
+    if result.remote_model or result.remote_host:
+        bits.append(remote_text(result.remote_model, result.remote_host))
     if result.thread is not None:
         bits.append(f"thread {result.thread}")
     bits.extend(result.notes)

@@ -17,6 +17,10 @@ from typing import Any
 
 from .errors import InvalidRequestError
 
+#: What ``think`` takes besides true/false (levels since Ollama 0.11, ``max`` since 0.21).
+THINK_LEVELS = ("low", "medium", "high", "max")
+MAX_TOP_LOGPROBS = 20
+
 ImageInput = bytes | bytearray | memoryview | str | os.PathLike[str] | Any
 
 #: The environment variable naming the default model (Binder's ``start``, a JupyterHub or CI
@@ -183,6 +187,10 @@ def build_generate_payload(
     keep_alive: str | int | float | None = None,
     context: list[int] | None = None,
     think: bool | str | None = None,
+    truncate: bool | None = None,
+    shift: bool | None = None,
+    logprobs: bool = False,
+    top_logprobs: int | None = None,
 ) -> dict[str, Any]:
     """The JSON body for ``POST /api/generate``; only fields that were set are included.
 
@@ -197,6 +205,14 @@ def build_generate_payload(
     if raw and (system is not None or template is not None):
         raise InvalidRequestError(
             "--raw sends the prompt without any template, so it cannot be combined with --system or --template."
+        )
+    if isinstance(think, str) and think not in THINK_LEVELS:
+        raise InvalidRequestError(f"think must be true, false or one of {', '.join(THINK_LEVELS)}, not {think!r}")
+    if top_logprobs is not None and (
+        isinstance(top_logprobs, bool) or not isinstance(top_logprobs, int) or not 0 <= top_logprobs <= MAX_TOP_LOGPROBS
+    ):
+        raise InvalidRequestError(
+            f"top_logprobs must be a whole number from 0 to {MAX_TOP_LOGPROBS}, not {top_logprobs!r}"
         )
     payload: dict[str, Any] = {"model": model, "prompt": prompt, "stream": bool(stream)}
     if suffix is not None:
@@ -222,6 +238,15 @@ def build_generate_payload(
         payload["context"] = list(context)
     if think is not None:
         payload["think"] = think
+    if truncate is not None:
+        payload["truncate"] = bool(truncate)
+    if shift is not None:
+        payload["shift"] = bool(shift)
+    if logprobs or top_logprobs is not None:
+        # Alternatives only come with logprobs on, so asking for them turns it on.
+        payload["logprobs"] = True
+        if top_logprobs is not None:
+            payload["top_logprobs"] = top_logprobs
     return payload
 
 

@@ -91,6 +91,12 @@ class GenerationResult:
     #: How many times a busy server (HTTP 503/429) was asked again for this answer.
     busy_retries: int = 0
     request: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: With ``logprobs``: one ``{token, logprob, bytes, top_logprobs}`` dict per generated
+    #: token, as Ollama (0.12.11+) sent them; None when the server sent none.
+    logprobs: list[dict[str, Any]] | None = field(default=None, repr=False)
+    #: The upstream model and host when a remote (cloud) model answered (Ollama 0.12+).
+    remote_model: str | None = None
+    remote_host: str | None = None
 
     def __repr__(self) -> str:
         bits = [f"model={self.model!r}"]
