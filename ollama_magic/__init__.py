@@ -24,7 +24,8 @@ from .errors import (
     OllamaTimeoutError,
     SchemaError,
 )
-from .generation import SchemaKeywordWarning, generate
+from .generation import IgnoredFieldWarning, SchemaKeywordWarning, generate
+from .logprobs import TokenProbabilities
 from .result import GenerationResult, Stats
 
 __version__ = "0.1.0"
@@ -35,6 +36,7 @@ __all__ = [
     "CacheError",
     "GenerationInterrupted",
     "GenerationResult",
+    "IgnoredFieldWarning",
     "InvalidRequestError",
     "ModelNotFoundError",
     "OllamaBusyError",
@@ -47,6 +49,7 @@ __all__ = [
     "SchemaError",
     "SchemaKeywordWarning",
     "Stats",
+    "TokenProbabilities",
     "__version__",
     "busy",
     "generate",

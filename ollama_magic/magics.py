@@ -25,6 +25,7 @@ from .conversation import ConversationStore, Start
 from .errors import GenerationInterrupted, InvalidRequestError, OllamaBusyError, OllamaMagicError
 from .generation import generate
 from .host import parse_host
+from .logprobs import TokenProbabilities
 from .render import NotebookView, TerminalView, View, footer_text
 from .request import resolve_model
 from .result import GenerationResult
@@ -243,6 +244,8 @@ class GenerateMagics(Magics):
             if result.errors and total > 1:
                 status = "rejected: the answer does not match the schema"
             view.finish(result, footer_text(result) if show_footer else None, status)
+            if result.logprobs:
+                display(TokenProbabilities(result.logprobs, model=result.model))
 
         try:
             result = generate(
