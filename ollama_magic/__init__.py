@@ -13,6 +13,7 @@ from . import busy
 from .batch import BatchInterrupted, BatchResults, generate_many
 from .cache import CacheError, ResultCache
 from .client import OllamaClient
+from .comparison import ComparisonResult, compare
 from .errors import (
     GenerationInterrupted,
     InvalidRequestError,
@@ -34,6 +35,7 @@ __all__ = [
     "BatchInterrupted",
     "BatchResults",
     "CacheError",
+    "ComparisonResult",
     "GenerationInterrupted",
     "GenerationResult",
     "IgnoredFieldWarning",
@@ -52,6 +54,7 @@ __all__ = [
     "TokenProbabilities",
     "__version__",
     "busy",
+    "compare",
     "generate",
     "generate_many",
     "load_ipython_extension",

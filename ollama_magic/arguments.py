@@ -15,7 +15,7 @@ import json
 import math
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from IPython.core.error import UsageError
@@ -31,7 +31,14 @@ THINK_LEVELS = ("low", "medium", "high", "max", "true", "false")
 DEFAULT_TOP_LOGPROBS = 5
 
 _ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
-    (("-m", "--model"), {"help": "Model name (default: %%config GenerateMagics.model, else OLLAMA_MAGIC_MODEL)."}),
+    (
+        ("-m", "--model"),
+        {
+            "action": "append",
+            "help": "Model name (default: %%config GenerateMagics.model, else OLLAMA_MAGIC_MODEL); "
+            "give -m several times to compare models.",
+        },
+    ),
     (("--system",), {"help": "System message, overriding the model's."}),
     (("--template",), {"help": "Prompt template, overriding the model's."}),
     (("--suffix",), {"help": "Text after the answer (fill-in-the-middle models)."}),
@@ -241,6 +248,8 @@ class Call:
     prompts: list[str] | None = None
     concurrency: int = 2
     cache: str | None = None
+    #: Every -m given, in order; more than one means a comparison (comparison.py).
+    models: list[str] = field(default_factory=list)
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
@@ -331,9 +340,15 @@ def build_call(
             normalize_keep_alive(keep_alive)
         except InvalidRequestError as exc:
             raise UsageError(str(exc)) from None
+    models = args.model or [defaults.get("model") or ""]
+    for name in models:
+        if models.count(name) > 1:
+            raise UsageError(f"-m {name} is given twice: each model is compared once.")
+    if each is not None and len(models) > 1:
+        raise UsageError("--each runs one model over many prompts: give one -m with it, not several.")
     kwargs: dict[str, Any] = {
         "prompt": prompt,
-        "model": args.model or defaults.get("model") or "",
+        "model": models[0],
         "suffix": args.suffix,
         "images": images,
         "format": fmt,
@@ -367,6 +382,7 @@ def build_call(
         prompts=prompts,
         concurrency=args.concurrency if args.concurrency is not None else 2,
         cache=cache or None,
+        models=models,
     )
 
 

@@ -203,6 +203,9 @@ class GenerateMagics(Magics):
         return TerminalView(interval=self.update_interval)
 
     def _run(self, call: Call) -> GenerationResult | None:
+        if len(call.models) > 1:
+            self._compare(call)
+            return None
         kwargs = call.kwargs
         model = kwargs["model"]
         start: Start | None = None
@@ -320,6 +323,58 @@ class GenerateMagics(Magics):
             raise UsageError(str(exc)) from None
         if call.out:
             self.shell.user_ns[call.out] = each.output(call.each, results, kwargs.get("format"))
+
+    def _compare(self, call: Call) -> Any:
+        """Several -m: the same prompt to each model at once, in columns (comparison.py)."""
+        from .comparison import ComparisonView, LiveComparison, TerminalComparison, compare, thread_name
+
+        kwargs = dict(call.kwargs)
+        prompt = kwargs.pop("prompt")
+        kwargs.pop("model")
+        starts: dict[str, Start] = {}
+        if not call.no_context:
+            for model in call.models:
+                starts[model] = self.conversations.start(
+                    thread_name(call.thread, model), model, self.cell_id, fresh=call.new
+                )
+        contexts = {m: list(s.state.context) if s.state.context else None for m, s in starts.items()}
+
+        def footer(model: str, result: GenerationResult) -> str:
+            start = starts.get(model)
+            result.thread = None if call.no_context else thread_name(call.thread, model)
+            result.notes = [start.note] if start is not None and start.note else []
+            return footer_text(result)
+
+        view = ComparisonView(
+            call.models,
+            structured_output=kwargs["format"] is not None,
+            footer=footer if self.show_stats and not call.quiet else None,
+        )
+        if getattr(self.shell, "kernel", None) is not None:
+            shown: LiveComparison | TerminalComparison = LiveComparison(view, display, self.update_interval)
+        else:
+            shown = TerminalComparison(view)
+        try:
+            results = compare(
+                prompt, call.models, context=contexts, on_event=shown.on_event, on_tick=shown.on_tick, **kwargs
+            )
+        except InvalidRequestError as exc:
+            raise UsageError(str(exc)) from None
+        except GenerationInterrupted as exc:
+            shown.on_tick()
+            if call.out:
+                self.shell.user_ns[call.out] = exc.partial
+            raise
+        for model, result in results.items():
+            result.thread = None if call.no_context else thread_name(call.thread, model)
+            start = starts.get(model)
+            if start is not None and result.complete and not result.errors and model not in results.errors:
+                self.conversations.commit(thread_name(call.thread, model), start, result.model or model, result.context)
+        if call.out:
+            self.shell.user_ns[call.out] = results
+        if len(results.errors) == len(call.models):
+            raise OllamaMagicError(f"Every model failed; the first: {results.errors[call.models[0]]}")
+        return results
 
     # -- %ollama --------------------------------------------------------------------
 

@@ -190,6 +190,9 @@ def _threads(magics: GenerateMagics, args: list[str]) -> None:
 def _reset(magics: GenerateMagics, args: list[str]) -> None:
     rest = expect(args, "reset [THREAD]", at_most=1)
     forgotten = magics.conversations.reset(rest[0] if rest else None)
+    if rest:  # and the thread's per-model conversations of compared models, "THREAD [MODEL]"
+        for name in [n for n in magics.conversations.threads if n.startswith(f"{rest[0]} [")]:
+            forgotten += magics.conversations.reset(name)
     print(f"Forgot thread(s): {', '.join(forgotten)}" if forgotten else "No such thread.")
 
 
