@@ -399,7 +399,8 @@ class ComparisonView:
 
     def plain(self) -> str:
         blocks = [
-            f"── {model} ──\n{column.answer(self.structured_output).plain()}" for model, column in self.columns.items()
+            f"── {model} ──\n{column.answer(self.structured_output).plain().strip(chr(10))}"
+            for model, column in self.columns.items()
         ]
         if self.summary:
             blocks.append(f"══ {self.summary}")

@@ -86,6 +86,11 @@ def multi() -> Iterator[ModelFake]:
             server.stop()
 
 
+def answer_length(column: str) -> int:
+    """How much of a one-line answer a column shows (0 while it waits for its first token)."""
+    return 0 if column.startswith("waiting for the first token") else len(column.split("\n", maxsplit=1)[0])
+
+
 def columns(plain: str) -> dict[str, str]:
     """The text of each model's column in a comparison's text/plain."""
     parts = re.split(r"^── (.+) ──\n", plain.split("\n══ ", maxsplit=1)[0], flags=re.MULTILINE)
@@ -167,7 +172,7 @@ def test_streams_are_shown_interleaved_as_they_arrive(nb: Any, multi: ModelFake)
     multi.answer("beta", " ".join(f"b{i}" for i in range(8)), [2], delay=0.04)
     assert run(nb, f"%%generate -m alpha -m beta --host {multi.host}\nGo").success
     seen = [columns(m["data"]["text/plain"]) for m in nb.publisher.messages if "data" in m]
-    lengths = [(len(c["alpha"].split("\n")[0]), len(c["beta"].split("\n")[0])) for c in seen]
+    lengths = [(answer_length(c["alpha"]), answer_length(c["beta"])) for c in seen]
     # Both columns grew while the other was still incomplete: a grows, then b, then a again.
     grew_a = [i for i in range(1, len(lengths)) if lengths[i][0] > lengths[i - 1][0]]
     grew_b = [i for i in range(1, len(lengths)) if lengths[i][1] > lengths[i - 1][1]]

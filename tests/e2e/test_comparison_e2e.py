@@ -1,0 +1,136 @@
+"""Several models in one cell against the real Ollama: both test models at once.
+
+A private server (a clone of the shared server's folder, as in test_failures_e2e.py) is
+started with ``OLLAMA_NUM_PARALLEL=2`` so the two models really run side by side; the
+interleaving is proven from the display updates the kernel sends: one column grows
+between two updates of the other.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from ollama_magic import GenerationInterrupted, compare
+
+from ..test_comparison import Columns, answer_length, columns
+from .conftest import LONG, SHORT
+from .support import HEY, free_port, ollama_server_dir, raw_generate, run
+from .test_failures_e2e import PrivateServer, clone_server_folder
+
+TOKENS = 400
+ONE_THREAD = '{"num_thread": 1}'
+
+
+@pytest.fixture(scope="module")
+def parallel_server(real_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServer]:
+    source = ollama_server_dir(real_host)
+    if source is None:
+        pytest.skip("the folder of the server at OLLAMA_E2E_HOST is unknown: set OLLAMA_E2E_DIR to it")
+    target = tmp_path_factory.mktemp("parallel-ollama") / "dir"
+    try:
+        clone_server_folder(source, target)
+    except OSError as exc:
+        pytest.skip(f"cannot hard-link {source} into {target.parent}: {exc}")
+    server = PrivateServer(target, free_port())
+    saved = {k: os.environ.get(k) for k in ("OLLAMA_NUM_PARALLEL", "OLLAMA_MAX_LOADED_MODELS")}
+    os.environ.update(OLLAMA_NUM_PARALLEL="2", OLLAMA_MAX_LOADED_MODELS="2")
+    try:
+        server.start()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    try:
+        log = (target / "serve.log").read_text(errors="replace")
+        assert "OLLAMA_NUM_PARALLEL:2" in log, "the private server did not take OLLAMA_NUM_PARALLEL=2"
+        # Both models loaded before the test, with the runner options the test uses (a
+        # different num_thread reloads a model), so neither loads while the other streams.
+        for model in (SHORT, LONG):
+            raw_generate(
+                server.host, model=model, prompt="hi", keep_alive="10m", options={"num_predict": 1, "num_thread": 1}
+            )
+        yield server
+    finally:
+        if (target / "serve.pid").exists():
+            server.stop()
+        for pid in server.pids:
+            if server.running(pid):
+                os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def interleaved(lengths: list[tuple[int, int]]) -> bool:
+    """True when one column grew in an update between two updates in which the other grew."""
+    grew = [[i for i in range(1, len(lengths)) if lengths[i][c] > lengths[i - 1][c]] for c in (0, 1)]
+    return any(i < j < k for a, b in ((0, 1), (1, 0)) for i in grew[a] for j in grew[b] for k in grew[a])
+
+
+def test_both_models_stream_side_by_side_and_continue_their_conversations(
+    parallel_server: PrivateServer, real_nb: Any
+) -> None:
+    host = parallel_server.host
+    run(real_nb, "%config GenerateMagics.update_interval = 0.0")
+    cell = f"%%generate -m {LONG} -m {SHORT} --host {host} --num-predict {TOKENS} --options '{ONE_THREAD}' -o r\nhi"
+    assert run(real_nb, cell).success
+    updates = [m["data"] for m in real_nb.publisher.messages if "data" in m]
+    seen = [columns(u["text/plain"]) for u in updates]
+    lengths = [(answer_length(c[LONG]), answer_length(c[SHORT])) for c in seen]
+    assert interleaved(lengths), lengths
+
+    r = real_nb.user_ns["r"]
+    assert list(r) == [LONG, SHORT] and r.errors == {}
+    assert r[SHORT].text == HEY and r[SHORT].done_reason == "stop"
+    assert r[LONG].stats.eval_count == TOKENS and r[LONG].done_reason == "length"
+    assert r[LONG].text.startswith("Hey now! Hey now!")
+    final = Columns(updates[-1]["text/html"])
+    assert final.headers == [LONG, SHORT]
+    assert [f.split(" · ")[0] for f in final.footers] == [LONG, SHORT]
+    assert final.summary.startswith(f"fastest: {SHORT} · {LONG} ") and "tok/s" in final.summary
+
+    # A second cell continues each model's own conversation, as the server sees it.
+    run(real_nb, "%config GenerateMagics.update_interval = 0.05")
+    again = f"%%generate -m {LONG} -m {SHORT} --host {host} --num-predict 5 -o r2\nhi"
+    assert run(real_nb, again).success
+    r2 = real_nb.user_ns["r2"]
+    for model in (LONG, SHORT):
+        assert r2[model].request["context"] == r[model].context
+        reference = raw_generate(host, model=model, prompt="hi", context=r[model].context, options={"num_predict": 5})
+        assert r2[model].stats.prompt_eval_count == reference["prompt_eval_count"]
+
+
+def test_a_missing_model_fails_in_its_column_and_the_other_answers(real_nb: Any) -> None:
+    assert run(real_nb, f"%%generate -m no-such-model -m {SHORT} --no-context -o r\nhi").success
+    r = real_nb.user_ns["r"]
+    assert r[SHORT].text == HEY
+    assert r.errors["no-such-model"].startswith("ModelNotFoundError: Model 'no-such-model' is not on the Ollama server")
+    plain = columns(real_nb.publisher.final["text/plain"])
+    assert plain["no-such-model"].startswith("✗ ModelNotFoundError: Model 'no-such-model'")
+
+
+def test_an_interrupt_stops_both_and_the_server_is_free_at_once(parallel_server: PrivateServer) -> None:
+    host = parallel_server.host
+    seen: dict[str, int] = {SHORT: 0, LONG: 0}
+
+    def interrupt(event: Any) -> None:
+        if event.kind == "chunk":
+            seen[event.model] += 1
+            if seen[LONG] >= 20:
+                raise KeyboardInterrupt
+
+    with pytest.raises(GenerationInterrupted) as info:
+        compare("hi", [LONG, SHORT], host=host, options={"num_predict": 5000}, on_event=interrupt)
+    partial = info.value.partial
+    assert ("Hey now! " * 600).startswith(partial[LONG].text) and len(partial[LONG].text) >= 20
+    assert not partial[LONG].complete
+    # The long generation was stopped: the server answers the next request from that model
+    # with nothing queued before it (5000 tokens would take it well over a minute here).
+    after = raw_generate(host, model=LONG, prompt="hi", options={"num_predict": 3})
+    assert after["eval_count"] == 3
