@@ -14,6 +14,7 @@ scripts, so it looks the same in a notebook a colleague shared.
 
 from __future__ import annotations
 
+import colorsys
 import html
 import math
 import re
@@ -25,7 +26,7 @@ from typing import Any
 _CONTAINER_STYLE = "white-space:pre-wrap;line-height:1.9;font-family:var(--jp-code-font-family,monospace)"
 _LEGEND_STYLE = "opacity:0.7;font-size:0.85em;margin-top:0.4em"
 _ALTERNATIVES_STYLE = (
-    "display:inline-block;vertical-align:top;margin:0 0.3em;padding:0.1em 0.4em;"
+    "display:block;margin:0.1em 0;padding:0.1em 0.4em;"
     "border:1px solid rgba(128,128,128,0.5);border-radius:3px;font-size:0.85em;white-space:nowrap"
 )
 
@@ -89,8 +90,16 @@ def percent(p: float) -> str:
 
 
 def shade(p: float) -> str:
-    """The background of a token: hue from red (0) through yellow to green (1), translucent."""
-    return f"background-color:hsla({p * 120:.0f},85%,50%,0.35)"
+    """The background of a token: hue from red (0) through yellow to green (1), translucent.
+
+    ``rgba()``, not ``hsla()``: JupyterLab's sanitizer keeps only hex, named, ``rgb`` and
+    ``rgba`` colours in the outputs of untrusted notebooks.
+
+    >>> [shade(p).removeprefix("background-color:") for p in (1.0, 0.5, 0.0)]
+    ['rgba(19,236,19,0.35)', 'rgba(236,236,19,0.35)', 'rgba(236,19,19,0.35)']
+    """
+    red, green, blue = colorsys.hls_to_rgb(max(0.0, min(1.0, p)) / 3, 0.5, 0.85)
+    return f"background-color:rgba({red * 255:.0f},{green * 255:.0f},{blue * 255:.0f},0.35)"
 
 
 def _visible(token: str) -> str:
@@ -150,7 +159,10 @@ class TokenProbabilities:
             for a in token.alternatives
         )
         return (
-            '<details class="ollama-magic-token" style="display:inline">'
+            # inline-block: Chromium lays out a <details> as a block whatever its display
+            # says, except inline-block; top-aligned, an opened token keeps its place in
+            # the line and shows its alternatives under it.
+            '<details class="ollama-magic-token" style="display:inline-block;vertical-align:top">'
             f'<summary style="display:inline;list-style:none;cursor:pointer;{style}" title="{title}">{text}</summary>'
             f'<span style="{_ALTERNATIVES_STYLE}">{rows}</span></details>'
         )
