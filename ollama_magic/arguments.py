@@ -129,6 +129,13 @@ _ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--no-context",), {"action": "store_true", "help": "Neither send nor store conversation context."}),
     (("-o", "--out"), {"metavar": "NAME", "help": "Store the result object in this variable."}),
     (("--quiet",), {"action": "store_true", "help": "Hide the statistics footer."}),
+    (
+        ("--to-cell",),
+        {
+            "action": "store_true",
+            "help": "Put the answer's first code block (or the whole answer) into a new cell below; nothing runs.",
+        },
+    ),
     (("--no-interpolate",), {"action": "store_true", "help": "Send the prompt verbatim, without {name} filling."}),
     (
         ("--each",),
@@ -248,6 +255,7 @@ class Call:
     prompts: list[str] | None = None
     concurrency: int = 2
     cache: str | None = None
+    to_cell: bool = False
     #: Every -m given, in order; more than one means a comparison (comparison.py).
     models: list[str] = field(default_factory=list)
 
@@ -346,6 +354,8 @@ def build_call(
             raise UsageError(f"-m {name} is given twice: each model is compared once.")
     if each is not None and len(models) > 1:
         raise UsageError("--each runs one model over many prompts: give one -m with it, not several.")
+    if args.to_cell and len(models) > 1:
+        raise UsageError("--to-cell puts one answer into a new cell: give one -m with it, not several.")
     kwargs: dict[str, Any] = {
         "prompt": prompt,
         "model": models[0],
@@ -382,6 +392,7 @@ def build_call(
         prompts=prompts,
         concurrency=args.concurrency if args.concurrency is not None else 2,
         cache=cache or None,
+        to_cell=args.to_cell,
         models=models,
     )
 

@@ -139,8 +139,18 @@ class GenerateMagics(Magics):
         super().__init__(shell=shell, **kwargs)
         self.conversations = ConversationStore()
         self.cell_id: str | None = None
+        self.last_error: Any = None  # explain.LastError of the last cell that failed
 
     # -- IPython events -------------------------------------------------------------
+
+    def post_run_cell(self, result: Any) -> None:
+        """Remember the last cell that failed, for ``%ollama explain`` (not explain's own errors)."""
+        from .explain import from_run
+
+        error = from_run(result)
+        raw = getattr(getattr(result, "info", None), "raw_cell", "") or ""
+        if error is not None and not raw.lstrip().startswith("%ollama explain"):
+            self.last_error = error
 
     def pre_run_cell(self, info: Any) -> None:
         """Note which notebook cell runs (Jupyter sends its id) and that a new execution began."""
@@ -292,6 +302,10 @@ class GenerateMagics(Magics):
             self.conversations.commit(call.thread, start, result.model or model, result.context)
         if call.out:
             self.shell.user_ns[call.out] = result
+        if call.to_cell and result.complete and result.text.strip():
+            from .tocell import cell_text
+
+            self.shell.set_next_input(cell_text(result.text), replace=False)
 
     def _run_batch(self, call: Call) -> None:
         """``--each``: every item through generate_many, a progress bar, then the table."""

@@ -246,6 +246,18 @@ def _cache(magics: GenerateMagics, args: list[str]) -> None:
         print(info_text(cache.info()))
 
 
+@subcommand("explain [MODEL]", "the last error of this kernel explained, by the default model (thread explain)")
+def _explain(magics: GenerateMagics, args: list[str]) -> None:
+    from .explain import prompt
+
+    rest = expect(args, "explain [MODEL]", at_most=1)
+    if magics.last_error is None:
+        print("There is no error to explain: no cell has failed in this kernel since ollama_magic was loaded.")
+        return
+    model = f"-m {shlex.quote(rest[0])} " if rest else ""
+    magics.generate(f"{model}--thread explain --no-interpolate", prompt(magics.last_error))
+
+
 @subcommand("help", "this list")
 def _help(magics: GenerateMagics, args: list[str]) -> None:
     print(help_text())
