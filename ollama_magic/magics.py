@@ -26,6 +26,7 @@ from .errors import GenerationInterrupted, InvalidRequestError, OllamaBusyError,
 from .generation import generate
 from .host import parse_host
 from .logprobs import TokenProbabilities
+from .provenance import provenance
 from .render import NotebookView, TerminalView, View, footer_text
 from .request import resolve_model
 from .result import GenerationResult
@@ -140,6 +141,7 @@ class GenerateMagics(Magics):
         self.conversations = ConversationStore()
         self.cell_id: str | None = None
         self.last_error: Any = None  # explain.LastError of the last cell that failed
+        self._versions: dict[str, str | None] = {}  # server URL -> its version, for output metadata
 
     # -- IPython events -------------------------------------------------------------
 
@@ -256,7 +258,11 @@ class GenerateMagics(Magics):
             status = ""
             if result.errors and total > 1:
                 status = "rejected: the answer does not match the schema"
-            view.finish(result, footer_text(result) if show_footer else None, status)
+            metadata = None
+            if isinstance(view, NotebookView):  # only a notebook output keeps metadata
+                version = self._server_version(kwargs["host"])
+                metadata = provenance(result, thread=result.thread, server_version=version)
+            view.finish(result, footer_text(result) if show_footer else None, status, metadata=metadata)
             if result.logprobs:
                 display(TokenProbabilities(result.logprobs, model=result.model))
 
@@ -389,6 +395,17 @@ class GenerateMagics(Magics):
         if len(results.errors) == len(call.models):
             raise OllamaMagicError(f"Every model failed; the first: {results.errors[call.models[0]]}")
         return results
+
+    def _server_version(self, host: str | None) -> str | None:
+        """The server's version for the output metadata: asked once per server, None if unknown."""
+        client = OllamaClient(host, 5.0)
+        url = client.base_url
+        if url not in self._versions:
+            try:
+                self._versions[url] = client.version()
+            except OllamaMagicError:
+                self._versions[url] = None
+        return self._versions[url]
 
     # -- %ollama --------------------------------------------------------------------
 

@@ -225,7 +225,9 @@ class Answer:
         verbatim: bool = False,
         markdown: Callable[[str], str] = markdown_to_html,
         thinking_markdown: Callable[[str], str] = markdown_to_html,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
+        self.metadata = metadata
         self._markdown = markdown
         self._thinking_markdown = thinking_markdown
         self.text = text
@@ -282,8 +284,10 @@ class Answer:
         # no escape sequences (see ollama_magic.terminal).
         return printable("\n".join(lines))
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        return {"text/plain": self.plain(), "text/html": self.html()}
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        bundle = {"text/plain": self.plain(), "text/html": self.html()}
+        # The output's metadata (saved in the .ipynb with it): how the answer was made.
+        return (bundle, {"ollama_magic": self.metadata}) if self.metadata else bundle
 
 
 def json_tree(data: Any) -> dict[str, Any]:
@@ -310,8 +314,11 @@ class View:
     def attempt(self, number: int, total: int) -> None:
         """A new attempt begins (structured output with retries)."""
 
-    def finish(self, result: GenerationResult, footer: str | None, status: str = "") -> None:
-        """The attempt ended; ``footer`` is None when statistics are hidden."""
+    def finish(
+        self, result: GenerationResult, footer: str | None, status: str = "", metadata: dict[str, Any] | None = None
+    ) -> None:
+        """The attempt ended; ``footer`` is None when statistics are hidden; ``metadata``
+        (how the answer was made) goes into the output's metadata where there is one."""
 
     def notice(self, text: str) -> None:
         """A line about the request itself (e.g. "server busy: retry 2 of 6 in 1.6 s"),
@@ -384,7 +391,9 @@ class NotebookView(View):
         self.updates += 1
         self.render_seconds += time.perf_counter() - start
 
-    def finish(self, result: GenerationResult, footer: str | None, status: str = "") -> None:
+    def finish(
+        self, result: GenerationResult, footer: str | None, status: str = "", metadata: dict[str, Any] | None = None
+    ) -> None:
         prefix = self._status
         # The result holds the text now: drop the streamed copy before the final render.
         self._parts = TextBuffer()
@@ -402,6 +411,7 @@ class NotebookView(View):
                 verbatim=bool(result.request.get("format")),
                 markdown=self._markdown.render,
                 thinking_markdown=self._thinking_markdown.render,
+                metadata=metadata,
             )
         )
         if structured_ok:
@@ -461,7 +471,9 @@ class TerminalView(View):
             out.flush()
             self._next = now + self.interval
 
-    def finish(self, result: GenerationResult, footer: str | None, status: str = "") -> None:
+    def finish(
+        self, result: GenerationResult, footer: str | None, status: str = "", metadata: dict[str, Any] | None = None
+    ) -> None:
         out = self.out
         self._end_thinking(out)
         out.write(self._text.feed(result.text[self._written :]))  # all of it for `stream: false`

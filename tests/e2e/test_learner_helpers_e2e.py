@@ -106,3 +106,18 @@ def test_explain_sends_the_last_error_to_the_model_in_its_own_thread(kernel: Ker
     assert reply["status"] == "ok"
     reply, outputs = kernel.run("print(after.request['context'] == before.context)")
     assert shown_text(outputs).strip() == "True"
+
+
+def test_each_answer_records_how_it_was_made_in_its_output_metadata(kernel: Kernel, real_host: str) -> None:
+    import requests
+
+    from .support import url
+
+    version = requests.get(f"{url(real_host)}/api/version", timeout=10).json()["version"]
+    reply, outputs = kernel.run("%%generate -t 0 --num-predict 20 --thread provenance\nhi")
+    assert reply["status"] == "ok"
+    final = [o for o in outputs if o["type"] in ("display_data", "update_display_data")][-1]
+    record = final["metadata"]["ollama_magic"]
+    assert record["model"] == SHORT and record["thread"] == "provenance" and record["server_version"] == version
+    assert record["options"] == {"temperature": 0.0, "num_predict": 20}
+    assert record["done_reason"] == "stop" and record["complete"] is True
