@@ -36,7 +36,7 @@ _ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
         {
             "action": "append",
             "help": "Model name (default: %%config GenerateMagics.model, else OLLAMA_MAGIC_MODEL); "
-            "give -m several times to compare models.",
+            "give -m several times (or a variable holding a list of names) to compare models.",
         },
     ),
     (("--system",), {"help": "System message, overriding the model's."}),
@@ -281,6 +281,22 @@ def _think(value: Any) -> bool | str | None:
     return lowered
 
 
+def _models(given: list[str] | None, namespace: Mapping[str, Any]) -> list[str]:
+    """The -m values, a variable holding a list of model names standing for its names.
+
+    So a notebook can choose its models in Python (from ``%ollama list``, an environment
+    variable...) and compare them with ``-m models``.
+    """
+    models: list[str] = []
+    for name in given or []:
+        value = namespace.get(name) if name.isidentifier() else None
+        if isinstance(value, (list, tuple)) and value and all(isinstance(v, str) for v in value):
+            models.extend(value)
+        else:
+            models.append(name)
+    return models
+
+
 def build_call(
     args: argparse.Namespace,
     prompt: str,
@@ -348,7 +364,7 @@ def build_call(
             normalize_keep_alive(keep_alive)
         except InvalidRequestError as exc:
             raise UsageError(str(exc)) from None
-    models = args.model or [defaults.get("model") or ""]
+    models = _models(args.model, namespace) or [defaults.get("model") or ""]
     for name in models:
         if models.count(name) > 1:
             raise UsageError(f"-m {name} is given twice: each model is compared once.")

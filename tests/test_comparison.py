@@ -302,3 +302,17 @@ def test_logprobs_are_shown_in_each_column(nb: Any, multi: ModelFake) -> None:
     assert run(nb, f"%%generate -m alpha -m beta --host {multi.host} --logprobs 2\nOK?").success
     markup = nb.publisher.final["text/html"]
     assert markup.count('class="ollama-magic-logprobs"') == 1
+
+
+def test_a_variable_holding_a_list_of_names_stands_for_them(ip: Any, multi: ModelFake) -> None:
+    ip.user_ns["models"] = ["alpha", "beta"]
+    multi.answer("alpha", "A", [1])
+    multi.answer("beta", "B", [2])
+    assert run(ip, f"%%generate -m models --host {multi.host} -o r\nHi").success
+    assert list(ip.user_ns["r"]) == ["alpha", "beta"]
+    ip.user_ns["alpha"] = 3  # a variable that is not a list of names does not stand for anything
+    multi.answer("alpha", "A", [1])
+    assert run(ip, f"%%generate -m alpha --host {multi.host} -o r\nHi").success
+    assert ip.user_ns["r"].model == "alpha"
+    for name in ("models", "alpha"):
+        ip.user_ns.pop(name)
