@@ -370,6 +370,8 @@ def build_call(
             raise UsageError(f"-m {name} is given twice: each model is compared once.")
     if each is not None and len(models) > 1:
         raise UsageError("--each runs one model over many prompts: give one -m with it, not several.")
+    if args.cache is not None and len(models) > 1:
+        raise UsageError("--cache keeps single answers and --each batches, not comparisons: drop it or one -m.")
     if args.to_cell and len(models) > 1:
         raise UsageError("--to-cell puts one answer into a new cell: give one -m with it, not several.")
     kwargs: dict[str, Any] = {
