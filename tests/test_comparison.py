@@ -91,6 +91,24 @@ def answer_length(column: str) -> int:
     return 0 if column.startswith("waiting for the first token") else len(column.split("\n", maxsplit=1)[0])
 
 
+def finished(column: str) -> bool:
+    """Whether a column shows its footer (its model's answer is complete)."""
+    return any(line.startswith("— ") for line in column.splitlines())
+
+
+def overlapped(seen: list[dict[str, str]], a: str, b: str) -> bool:
+    """Whether the display updates ``seen`` prove that models ``a`` and ``b`` streamed at
+    the same time: one update shows ``a``'s answer begun while ``b`` is unfinished, and
+    one shows ``b``'s begun while ``a`` is unfinished.  Had the server answered one after
+    the other, the first would be complete, footer and all, before the second showed a
+    word, and one of the two could never be seen."""
+
+    def begun_while_unfinished(x: str, y: str) -> bool:
+        return any(answer_length(c[x]) > 0 and not finished(c[y]) for c in seen)
+
+    return begun_while_unfinished(a, b) and begun_while_unfinished(b, a)
+
+
 def columns(plain: str) -> dict[str, str]:
     """The text of each model's column in a comparison's text/plain."""
     parts = re.split(r"^── (.+) ──\n", plain.split("\n══ ", maxsplit=1)[0], flags=re.MULTILINE)
@@ -172,11 +190,7 @@ def test_streams_are_shown_interleaved_as_they_arrive(nb: Any, multi: ModelFake)
     multi.answer("beta", " ".join(f"b{i}" for i in range(8)), [2], delay=0.04)
     assert run(nb, f"%%generate -m alpha -m beta --host {multi.host}\nGo").success
     seen = [columns(m["data"]["text/plain"]) for m in nb.publisher.messages if "data" in m]
-    lengths = [(answer_length(c["alpha"]), answer_length(c["beta"])) for c in seen]
-    # Both columns grew while the other was still incomplete: a grows, then b, then a again.
-    grew_a = [i for i in range(1, len(lengths)) if lengths[i][0] > lengths[i - 1][0]]
-    grew_b = [i for i in range(1, len(lengths)) if lengths[i][1] > lengths[i - 1][1]]
-    assert any(i < j < k for i in grew_a for j in grew_b for k in grew_a), lengths
+    assert overlapped(seen, "alpha", "beta"), seen
     assert len({m["transient"].get("display_id") for m in nb.publisher.messages if "data" in m}) == 1
 
 
@@ -322,3 +336,15 @@ def test_a_variable_holding_a_list_of_names_stands_for_them(ip: Any, multi: Mode
     assert ip.user_ns["r"].model == "alpha"
     for name in ("models", "alpha"):
         ip.user_ns.pop(name)
+
+
+def test_the_overlap_check_refuses_answers_that_came_one_after_the_other() -> None:
+    waiting, done = "waiting for the first token…", "\n— footer"
+    one_then_other = [
+        {"a": "He", "b": waiting},
+        {"a": "Hello" + done, "b": waiting},
+        {"a": "Hello" + done, "b": "Hi"},
+        {"a": "Hello" + done, "b": "Hi there" + done},
+    ]
+    assert not overlapped(one_then_other, "a", "b")
+    assert overlapped([*one_then_other[:1], {"a": "Hel", "b": "H"}], "a", "b")
