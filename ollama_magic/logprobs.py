@@ -17,10 +17,11 @@ from __future__ import annotations
 import colorsys
 import html
 import math
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from .terminal import printable
 
 # The colours are translucent, so the text stays readable on light and dark themes.
 _CONTAINER_STYLE = "white-space:pre-wrap;line-height:1.9;font-family:var(--jp-code-font-family,monospace)"
@@ -113,14 +114,6 @@ def _title(token: Token) -> str:
     return "\n".join(lines)
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def _printable(text: str) -> str:
-    """Control characters (terminal escapes) as visible ``\\x1b`` text, for plain output."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
 class TokenProbabilities:
     """The answer token by token, shaded by probability; displayable in IPython.
 
@@ -182,7 +175,7 @@ class TokenProbabilities:
     def plain(self) -> str:
         """For terminals: each token followed by its probability, then the summary."""
         body = "".join(f"{t.token}⟨{percent(t.probability)}⟩" for t in self.tokens)
-        return _printable(f"{body}\n— token probabilities: {self.summary()}")
+        return printable(f"{body}\n— token probabilities: {self.summary()}")
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         return {"text/plain": self.plain(), "text/html": self.html()}

@@ -87,7 +87,7 @@ def test_hostile_tokens_stay_text() -> None:
 def test_plain_text_for_terminals_escapes_control_characters() -> None:
     plain = TokenProbabilities([entry("\x1b[2J", 0.0), entry(" ok", ln(0.5))]).plain()
     assert "\x1b" not in plain
-    assert plain.startswith("\\x1b[2J⟨100%⟩ ok⟨50%⟩\n— token probabilities: 2 tokens · mean probability 75%")
+    assert plain.startswith("⟨100%⟩ ok⟨50%⟩\n— token probabilities: 2 tokens · mean probability 75%")
 
 
 def test_malformed_entries_are_skipped_not_fatal() -> None:
