@@ -297,6 +297,7 @@ class GenerateMagics(Magics):
             cached.store(result)
         if call.out:
             self.shell.user_ns[call.out] = result
+        self._to_cell(call, result)
         return result
 
     def _remember(self, call: Call, start: Start | None, result: GenerationResult, model: str) -> None:
@@ -308,6 +309,10 @@ class GenerateMagics(Magics):
             self.conversations.commit(call.thread, start, result.model or model, result.context)
         if call.out:
             self.shell.user_ns[call.out] = result
+        self._to_cell(call, result)
+
+    def _to_cell(self, call: Call, result: GenerationResult) -> None:
+        """--to-cell: the complete answer's code (or the answer) into a new cell below, not run."""
         if call.to_cell and result.complete and result.text.strip():
             from .tocell import cell_text
 
