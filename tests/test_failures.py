@@ -190,6 +190,7 @@ INVALID = [
     ("%%generate -m tiny --keep-alive soon\nHi", "keep_alive 'soon' is not a duration"),
     ("%%generate -m tiny --images /no/such.png\nHi", "Image file not found: '/no/such.png'"),
     ("%%generate -m tiny\nHi {undefined_name}", "there is no variable 'undefined_name'"),
+    ('%%generate -m tiny\nAs YAML: {"a": 1} for {who.name}', "to send it as typed, write {{who.name}}"),
     ("%%generate -m tiny\n   \n", "The prompt is empty"),
     ("%generate -m tiny", "The prompt is empty"),
     ("%%generate -m tiny stray words\nHi", "Unexpected text on the %%generate line"),
