@@ -154,7 +154,9 @@ class GenerateMagics(Magics):
     def generate(self, line: str, cell: str | None = None) -> None:
         """Generate text with Ollama; the cell body (or the rest of the line) is the prompt.
 
-        The next %%generate in the same --thread continues the conversation.
+        The answer streams into the cell, with the model's statistics under it.  The next
+        %%generate in the same --thread continues the conversation.  Errors are one line;
+        Ctrl-C (interrupt the kernel) stops the answer and keeps what was shown.
         """
         call = self._parse(line, cell)
         if call.each is not None:

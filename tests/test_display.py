@@ -146,3 +146,16 @@ def test_terminal_view_prints_non_streamed_text() -> None:
     view = TerminalView(out)
     view.finish(GenerationResult("whole", "tiny", stats=Stats()), "footer")
     assert out.getvalue() == "whole\n— footer\n"
+
+
+def test_help_shows_usage_examples_and_the_placeholder_rule(ip: Any, capsys: Any) -> None:
+    run(ip, "%%generate?")
+    shown = capsys.readouterr().out
+    help_text = shown[shown.index("Usage:") :]
+    assert "::" not in shown
+    usage = help_text.splitlines()[:6]
+    assert usage[1].strip() == "%%generate [options]", usage
+    assert any(line.strip().startswith("%generate [options] PROMPT") for line in usage), usage
+    assert "Examples:" in help_text and "%%generate -m llama3.2\n  Why is the sky blue?" in help_text
+    assert '{"name": "Ada"}' in help_text and "{{name}} sends {name}" in help_text  # the placeholder rule
+    assert help_text.index("Examples:") < help_text.index("--num-predict")  # before the long option list
