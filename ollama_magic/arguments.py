@@ -251,6 +251,9 @@ class Call:
     prompts: list[str] | None = None
     concurrency: int = 2
     cache: str | None = None
+    #: Where the host came from ("--host", the %config setting; None: OLLAMA_HOST or the
+    #: default), so a connection error names the setting to fix.
+    host_origin: str | None = None
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
@@ -371,6 +374,7 @@ def build_call(
         prompts=prompts,
         concurrency=args.concurrency if args.concurrency is not None else 2,
         cache=cache or None,
+        host_origin="--host" if args.host else ("%config GenerateMagics.host" if defaults.get("host") else None),
     )
 
 

@@ -67,6 +67,7 @@ def generate(
     headers: Mapping[str, str] | None = None,
     verify: bool | str | None = None,
     api_key_hosts: Iterable[str] | None = None,
+    host_option: str | None = None,
     on_chunk: ChunkCallback | None = None,
     on_attempt: AttemptCallback | None = None,
     on_result: Callable[[GenerationResult], None] | None = None,
@@ -98,6 +99,8 @@ def generate(
     ``verify`` is True, a CA bundle path or False; ``OLLAMA_API_KEY`` goes to
     ``https://ollama.com`` and the hosts in ``api_key_hosts`` / ``OLLAMA_API_KEY_HOSTS``
     only (see :mod:`ollama_magic.auth`).  None of them appears in the result or errors.
+    ``host_option`` names where ``host`` came from (e.g. ``"--host"``), so an unreachable
+    server's error says which setting to fix.
 
     ``cancel`` (e.g. a :class:`threading.Event`) lets another thread stop the generation:
     once it is set, the connection is shut within a fraction of a second even if the
@@ -138,6 +141,7 @@ def generate(
             headers=headers,
             verify=verify,
             api_key_hosts=api_key_hosts,
+            host_option=host_option,
         )
     else:  # the caller's client, with this call's settings (its session is shared)
         client = copy.copy(client)
@@ -150,6 +154,8 @@ def generate(
             client.verify = auth.check_verify(verify)
         if api_key_hosts is not None:
             client.api_key_hosts = list(api_key_hosts)
+        if host_option is not None:
+            client.host_option = host_option
     base = {
         "model": resolve_model(model),
         "suffix": suffix,

@@ -249,6 +249,7 @@ class GenerateMagics(Magics):
         try:
             result = generate(
                 **kwargs,
+                host_option=call.host_origin,
                 on_chunk=view.chunk,
                 on_attempt=on_attempt,
                 on_result=on_result,
@@ -346,6 +347,7 @@ class GenerateMagics(Magics):
             busy_retries=self.busy_retries,
             on_retry=lambda retry: print(retry.message(), file=sys.stderr, flush=True),
             **credentials,
+            host_option="%config GenerateMagics.host",
         )
 
     @line_magic

@@ -230,7 +230,7 @@ def _cache(magics: GenerateMagics, args: list[str]) -> None:
     if not path:
         raise UsageError(
             "Which cache? Give its path (%ollama cache info answers.sqlite) "
-            "or set `%config GenerateMagics.cache = 'answers.sqlite'`."
+            "or set %config GenerateMagics.cache = 'answers.sqlite'."
         )
     if action == "info" and not Path(path).expanduser().exists():
         print(f"No cache at {path} yet: it is created by the first --cache run.")
