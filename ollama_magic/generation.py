@@ -269,10 +269,12 @@ def _stream_one(
 
 def _interrupted(partial: GenerationResult) -> GenerationInterrupted:
     """The exception for Ctrl-C or a cancel, carrying the partial result (which says why, too)."""
-    interrupted = GenerationInterrupted(
-        "Generation interrupted: the partial answer is kept and the conversation is unchanged.",
-        partial,
+    message = (
+        "Interrupted: the answer so far is kept; the conversation is unchanged."
+        if partial.text or partial.thinking
+        else "Interrupted before the answer began; the conversation is unchanged."
     )
+    interrupted = GenerationInterrupted(message, partial)
     partial.error = str(interrupted)
     return interrupted
 
