@@ -419,7 +419,7 @@ def test_interrupt_mid_answer_keeps_it_with_one_calm_line(page: Any, lab: Any, r
     shot(page, "f-interrupted-mid-answer", cell(page, 1))
     assert error.inner_text().strip() == "Interrupted: the answer so far is kept; the conversation is unchanged."
     answer = output(page, 1)
-    assert answer.inner_text().startswith("Hey now!")
+    assert "Hey now! Hey now!" in answer.inner_text()  # what had arrived
     text = cell(page, 1).locator(".jp-OutputArea").inner_text()
     assert text.count("nterrupted") == 1 and "GenerationInterrupted" not in text and "⏹" not in text
     assert answer.locator(".ollama-magic-cursor").count() == 0
