@@ -215,17 +215,26 @@ def _length_words(result: GenerationResult) -> str:
     return "cut at the model's length limit (its num_predict or context window)"
 
 
+def _count(n: int, noun: str) -> str:
+    """``1 token``, ``2 tokens``: the footer is read as a sentence.
+
+    >>> _count(1, "token"), _count(0, "token"), _count(9, "token")
+    ('1 token', '0 tokens', '9 tokens')
+    """
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def footer_text(result: GenerationResult) -> str:
     """The one-line statistics footer: model, tokens, speed, times, and why it ended
     unless it simply finished.  Notes (``result.notes``) go on lines of their own."""
     stats = result.stats
     bits = [result.model]
     if stats.eval_count is not None:
-        bits.append(f"{stats.eval_count} tokens")
+        bits.append(_count(stats.eval_count, "token"))
     if stats.tokens_per_second is not None:
         bits.append(f"{stats.tokens_per_second:.1f} tok/s")
     if stats.prompt_eval_count is not None:
-        bits.append(f"prompt {stats.prompt_eval_count} tokens")
+        bits.append(f"prompt {_count(stats.prompt_eval_count, 'token')}")
     bits.append(f"total {format_seconds(stats.total_seconds)}")
     bits.append(f"load {format_seconds(stats.load_seconds)}")
     words = done_words(result)
