@@ -114,6 +114,8 @@ def _recording_publisher_class() -> type:
         def publish(  # type: ignore[override]
             self, data: dict[str, Any], metadata: Any = None, *, transient: Any = None, update: bool = False, **kw: Any
         ) -> None:
+            if str(data.get("text/plain", "")).startswith("Waiting for "):
+                return  # the line shown before the first token (a slow start): not the answer
             self.times.append(time.perf_counter())
             self.count += 1
             self.html_chars += len(data.get("text/html", ""))

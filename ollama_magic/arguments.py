@@ -11,6 +11,7 @@ tokenising the prompt, so apostrophes and quotes in it survive as typed.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import shlex
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from IPython.core.error import UsageError
-from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.core.magic_arguments import MagicHelpFormatter, argument, magic_arguments
 
 from .errors import InvalidRequestError
 from .request import MAX_TOP_LOGPROBS, check_options, merge_options, normalize_keep_alive
@@ -166,10 +167,63 @@ _ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
 ]
 
 
+#: The usage lines of ``%%generate?`` (argparse %-formats usage: ``%%`` is one ``%``).
+USAGE = """\
+%%%%generate [options]
+  PROMPT: the cell body, any number of lines
+
+  %%generate [options] PROMPT: the one-line form"""
+
+#: After the description in ``%%generate?``, before the options.
+EXAMPLES = """\
+Examples:
+  %%generate -m llama3.2
+  Why is the sky blue? Answer in two sentences.
+
+  %%generate -m llama3.2 --thread story --new -t 0.9 --num-predict 200
+  Start a short story about a lighthouse keeper.
+
+  %%generate -m llama3.2 --format '{"type": "object", "properties": {"city": {"type": "string"}}}' -o r
+  Which city is the Eiffel Tower in?
+  (then r.data is the parsed JSON)
+
+  %%generate -m llama3.2
+  Summarise in three bullets: {notes}
+  (notes: a variable set in an earlier cell)
+
+  %generate -m llama3.2 What is a monad, in one line?
+
+Placeholders: {name}, {obj.attr}, {seq[0]} or {x:.2f} in the prompt are filled from your
+variables; only these clear placeholders are, so pasted JSON or code such as
+{"name": "Ada"} or { return x; } is sent as typed.  {{name}} sends {name} as typed;
+--no-interpolate sends the whole prompt as typed.  An unknown variable is an error, and
+nothing is sent.
+
+Options:"""
+
+
+class _HelpFormatter(MagicHelpFormatter):
+    """IPython's magic help, without the reStructuredText ``::`` before the usage."""
+
+    def add_usage(self, usage: Any, actions: Any, groups: Any, prefix: str | None = "Usage:\n  ") -> None:
+        argparse.RawDescriptionHelpFormatter.add_usage(self, usage, actions, groups, prefix)
+
+    def start_section(self, heading: Any) -> None:
+        # The "options:" heading is the end of EXAMPLES, which says "Options:".
+        super().start_section(None)
+
+
 def generate_arguments(func: F) -> F:
-    """Decorate a magic with every ``%%generate`` option (and its help text)."""
+    """Decorate a magic with every ``%%generate`` option, and ``%%generate?``'s help:
+    usage, the magic's docstring, examples and the placeholder rule, then the options."""
     for flags, kwargs in reversed(_ARGUMENTS):
         func = argument(*flags, **kwargs)(func)
+    description = inspect.cleandoc(func.__doc__ or "") + "\n\n" + EXAMPLES
+    func.argcmd_kwds = {  # type: ignore[attr-defined]
+        "usage": USAGE,
+        "description": description,
+        "formatter_class": _HelpFormatter,
+    }
     return magic_arguments()(func)  # type: ignore[no-any-return]
 
 
@@ -258,6 +312,9 @@ class Call:
     to_cell: bool = False
     #: Every -m given, in order; more than one means a comparison (comparison.py).
     models: list[str] = field(default_factory=list)
+    #: Where the host came from ("--host", the %config setting; None: OLLAMA_HOST or the
+    #: default), so a connection error names the setting to fix.
+    host_origin: str | None = None
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:
@@ -412,6 +469,7 @@ def build_call(
         cache=cache or None,
         to_cell=args.to_cell,
         models=models,
+        host_origin="--host" if args.host else ("%config GenerateMagics.host" if defaults.get("host") else None),
     )
 
 

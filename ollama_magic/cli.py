@@ -58,6 +58,9 @@ def generate_parser(prog: str = PROG) -> argparse.ArgumentParser:
     )
     parser.add_argument("--temperature", type=float, help="sampling temperature, e.g. 0.7 (0: most predictable)")
     parser.add_argument(
+        "--num-predict", type=int, metavar="N", help="the most tokens to generate (-1: no limit, the default)"
+    )
+    parser.add_argument(
         "--no-fallback",
         action="store_true",
         help="fail when the model is missing or cannot load, instead of answering with another model",
@@ -92,7 +95,11 @@ def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             raise CliError(f"no model given: pass --model NAME or set {MODEL_ENV}", 2)
         model = _fallback_model(args, client, "")
         err.write(f"no model given (--model or {MODEL_ENV}); answering with {one_line(model)}\n")
-    options = {"temperature": args.temperature} if args.temperature is not None else None
+    options = {
+        key: value
+        for key, value in (("temperature", args.temperature), ("num_predict", args.num_predict))
+        if value is not None
+    } or None
     cleaner = TerminalText()
     wrote = {"any": False}
 

@@ -12,6 +12,7 @@ import copy
 import html
 import http.client
 import json
+import os
 import re
 import socket
 import sys
@@ -53,15 +54,18 @@ READ_SIZE = 64 * 1024
 Timeout = float | tuple[float, float] | None
 
 
-def _how_to_fix_connection(url: str, host_option: str | None = None) -> str:
+def _how_to_fix_connection(url: str, host_option: str | None) -> str:
+    """The connection error, naming the setting the host came from, so it is the one fixed."""
     if host_option:
+        return f"Could not reach Ollama at {url} (from {host_option}): check {host_option}, or start Ollama there."
+    if os.environ.get("OLLAMA_HOST", "").strip():
         return (
-            f"Could not reach Ollama at {url}: check the address given with {host_option}, "
-            "and that Ollama runs there (`ollama serve`)."
+            f"Could not reach Ollama at {url} (from the OLLAMA_HOST environment variable): "
+            "check OLLAMA_HOST, or start Ollama there with 'ollama serve'."
         )
     return (
-        f"Could not reach Ollama at {url}: start it with `ollama serve`, or point to it with "
-        "the OLLAMA_HOST environment variable or `%config GenerateMagics.host = 'host:port'`."
+        f"Could not reach Ollama at {url}: start it with 'ollama serve', or point to your server with "
+        "the OLLAMA_HOST environment variable, --host, or %config GenerateMagics.host = 'host:port'."
     )
 
 
@@ -103,7 +107,7 @@ def _error_message(response: requests.Response) -> str:
 
 
 _CREDENTIALS_HINT = (
-    "it needs credentials: see `%config GenerateMagics.headers`, user:password@ in the host URL, "
+    "it needs credentials: see %config GenerateMagics.headers, user:password@ in the host URL, "
     "or OLLAMA_API_KEY with OLLAMA_API_KEY_HOSTS"
 )
 
@@ -140,12 +144,12 @@ def _busy_message(url: str, status: int, reason: str, retried: int, waited: floa
     if not retried:
         return (
             f"Ollama at {url} is busy ({what}): try again in a moment, or let it retry with "
-            "--busy-retries N or `%config GenerateMagics.busy_retries`."
+            "--busy-retries N or %config GenerateMagics.busy_retries."
         )
     return (
         f"Ollama at {url} was still busy after {retried} {'retry' if retried == 1 else 'retries'} over "
         f"{waited:.0f} s ({what}): try again later, "
-        "or allow more with --busy-retries N or `%config GenerateMagics.busy_retries`."
+        "or allow more with --busy-retries N or %config GenerateMagics.busy_retries."
     )
 
 
@@ -300,25 +304,23 @@ class OllamaClient:
         except requests.exceptions.Timeout as exc:
             raise OllamaTimeoutError(
                 f"Ollama at {host.shown} did not answer within {self.timeout_seconds:g} s: "
-                "raise it with --timeout or `%config GenerateMagics.timeout`."
+                "raise it with --timeout or %config GenerateMagics.timeout."
             ) from exc
         except requests.exceptions.SSLError as exc:
             raise OllamaConnectionError(
                 f"Could not make a trusted TLS connection to {host.shown} ({_tls_reason(exc)}): if it uses your "
-                "institution's own CA, give its bundle with `%config GenerateMagics.verify = '/path/to/ca.pem'` "
+                "institution's own CA, give its bundle with %config GenerateMagics.verify = '/path/to/ca.pem' "
                 "or REQUESTS_CA_BUNDLE."
             ) from None
         except requests.exceptions.ConnectionError as exc:
-            given = self.host_option or (
-                "--host (or `%config GenerateMagics.host`, or host= in Python)" if self.host else None
-            )
+            given = (self.host_option or "host=") if self.host else None  # None: OLLAMA_HOST or the default
             raise OllamaConnectionError(_how_to_fix_connection(host.shown, given)) from exc
         except (requests.exceptions.InvalidHeader, ValueError) as exc:
             raise OllamaConnectionError(f"Could not send the request to {host.shown}: {redact(str(exc))}") from None
         except OSError as exc:  # e.g. a CA bundle that cannot be read
             raise OllamaConnectionError(
                 f"Could not send the request to {host.shown}: {redact(str(exc))} "
-                "(check `%config GenerateMagics.verify` and REQUESTS_CA_BUNDLE)."
+                "(check %config GenerateMagics.verify and REQUESTS_CA_BUNDLE)."
             ) from None
 
     def _raise_for_status(self, response: requests.Response, payload: Any, path: str) -> None:
@@ -343,8 +345,8 @@ class OllamaClient:
             if model and "not found" in message.lower() and "model" in message.lower():
                 raise ModelNotFoundError(
                     f"Model {model!r} is not on the Ollama server at {shown}: "
-                    f"pull it with `ollama pull {model}` (or `%ollama pull {model}`), "
-                    "or see `%ollama list` for the models you have.",
+                    f"pull it with 'ollama pull {model}' (or %ollama pull {model}), "
+                    "or see %ollama list for the models you have.",
                     status,
                 )
             version = self._probe_version() if path != "/api/version" else None
@@ -463,7 +465,7 @@ class OllamaClient:
             if elapsed >= seconds:
                 raise OllamaConnectionError(
                     f"Ollama at {self.base_url} did not answer within {seconds:g} s ({why}): check that it is "
-                    "starting (its log), or wait longer with `%ollama wait SECONDS`."
+                    "starting (its log), or wait longer with %ollama wait SECONDS."
                 )
             if on_status is not None:
                 on_status(elapsed, why)
@@ -657,7 +659,7 @@ def iter_ndjson(response: requests.Response, base_url: str = "") -> Iterator[dic
         if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, requests.exceptions.Timeout, TimeoutError)):
             raise OllamaTimeoutError(
                 f"Ollama at {base_url} stopped sending for longer than the timeout: "
-                "raise it with --timeout or `%config GenerateMagics.timeout`."
+                "raise it with --timeout or %config GenerateMagics.timeout."
             ) from exc
         raise OllamaConnectionError(
             f"The connection to Ollama at {base_url} broke before the answer was complete."

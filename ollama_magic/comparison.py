@@ -373,7 +373,7 @@ class ComparisonView:
                 self.results.interrupted = True
                 column.status = "⏹ interrupted: the partial answer is kept; the conversation is unchanged."
             else:
-                column.status = f"✗ {message}"
+                column.status = f"Failed: {message}"
         self.summary = self.results.summary() if not self.pending() else ""
 
     def pending(self) -> list[str]:

@@ -60,6 +60,11 @@ class GenerationInterrupted(OllamaMagicError):
         super().__init__(message)
         self.partial = partial
 
+    def _render_traceback_(self) -> list[str]:
+        # The person pressed stop: a calm sentence, not an exception's name.  (It must not
+        # be empty: JupyterLab shows "ename: evalue" for an error with no traceback.)
+        return [str(self)]
+
 
 class InvalidRequestError(OllamaMagicError, ValueError):
     """The arguments cannot make a valid request; nothing was sent."""

@@ -79,6 +79,7 @@ def generate(
     headers: Mapping[str, str] | None = None,
     verify: bool | str | None = None,
     api_key_hosts: Iterable[str] | None = None,
+    host_option: str | None = None,
     on_chunk: ChunkCallback | None = None,
     on_attempt: AttemptCallback | None = None,
     on_result: Callable[[GenerationResult], None] | None = None,
@@ -114,6 +115,8 @@ def generate(
     ``verify`` is True, a CA bundle path or False; ``OLLAMA_API_KEY`` goes to
     ``https://ollama.com`` and the hosts in ``api_key_hosts`` / ``OLLAMA_API_KEY_HOSTS``
     only (see :mod:`ollama_magic.auth`).  None of them appears in the result or errors.
+    ``host_option`` names where ``host`` came from (e.g. ``"--host"``), so an unreachable
+    server's error says which setting to fix.
 
     ``cancel`` (e.g. a :class:`threading.Event`) lets another thread stop the generation:
     once it is set, the connection is shut within a fraction of a second even if the
@@ -154,6 +157,7 @@ def generate(
             headers=headers,
             verify=verify,
             api_key_hosts=api_key_hosts,
+            host_option=host_option,
         )
     else:  # the caller's client, with this call's settings (its session is shared)
         client = copy.copy(client)
@@ -166,6 +170,8 @@ def generate(
             client.verify = auth.check_verify(verify)
         if api_key_hosts is not None:
             client.api_key_hosts = list(api_key_hosts)
+        if host_option is not None:
+            client.host_option = host_option
     base = {
         "model": resolve_model(model),
         "suffix": suffix,
@@ -324,10 +330,12 @@ def _stream_one(
 
 def _interrupted(partial: GenerationResult) -> GenerationInterrupted:
     """The exception for Ctrl-C or a cancel, carrying the partial result (which says why, too)."""
-    interrupted = GenerationInterrupted(
-        "Generation interrupted: the partial answer is kept and the conversation is unchanged.",
-        partial,
+    message = (
+        "Interrupted: the answer so far is kept; the conversation is unchanged."
+        if partial.text or partial.thinking
+        else "Interrupted before the answer began; the conversation is unchanged."
     )
+    interrupted = GenerationInterrupted(message, partial)
     partial.error = str(interrupted)
     return interrupted
 

@@ -102,7 +102,7 @@ def parse(host: str | None, source: str = "The Ollama host") -> Host:
     if split.query or "?" in hostport:
         raise HostError(
             f"{source} {shown!r} has a query string ('?...'), which cannot be part of a server address "
-            "(the API paths are added after it): remove it; send tokens with `%config GenerateMagics.headers`."
+            "(the API paths are added after it): remove it; send tokens with %config GenerateMagics.headers."
         )
     if split.fragment or "#" in hostport:
         raise HostError(f"{source} {shown!r} has a '#fragment', which cannot be part of a server address: remove it.")

@@ -22,7 +22,7 @@ from .arguments import Call, build_call, generate_arguments, split_line
 from .cache import CellCache
 from .client import OllamaClient
 from .conversation import ConversationStore, Start
-from .errors import GenerationInterrupted, InvalidRequestError, OllamaBusyError, OllamaMagicError
+from .errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
 from .generation import generate
 from .host import parse_host
 from .logprobs import TokenProbabilities
@@ -63,10 +63,6 @@ def keep_question_marks(lines: list[str]) -> list[str]:
         rest = out[i].strip()[len("%generate") :].strip()
         out[i] = f"{match.group(1)}get_ipython().run_line_magic('generate', {rest!r})\n"
     return out
-
-
-def _retries(count: int) -> str:
-    return f"{count} retry" if count == 1 else f"{count} retries"
 
 
 def _logical_line_starts(lines: list[str]) -> set[int]:
@@ -167,7 +163,9 @@ class GenerateMagics(Magics):
     def generate(self, line: str, cell: str | None = None) -> None:
         """Generate text with Ollama; the cell body (or the rest of the line) is the prompt.
 
-        The next %%generate in the same --thread continues the conversation.
+        The answer streams into the cell, with the model's statistics under it.  The next
+        %%generate in the same --thread continues the conversation.  Errors are one line;
+        Ctrl-C (interrupt the kernel) stops the answer and keeps what was shown.
         """
         call = self._parse(line, cell)
         if call.each is not None:
@@ -243,6 +241,7 @@ class GenerateMagics(Magics):
 
         def on_attempt(number: int, payload: dict[str, Any]) -> None:
             view.attempt(number, total)
+            view.waiting(payload["model"])
 
         def on_result(result: GenerationResult) -> None:
             result.thread = None if call.no_context else call.thread
@@ -269,6 +268,7 @@ class GenerateMagics(Magics):
         try:
             result = generate(
                 **kwargs,
+                host_option=call.host_origin,
                 on_chunk=view.chunk,
                 on_attempt=on_attempt,
                 on_result=on_result,
@@ -276,22 +276,20 @@ class GenerateMagics(Magics):
                 on_retry=lambda retry: view.notice(retry.message()),
             )
         except InvalidRequestError as exc:
+            view.stopped(None)
             raise UsageError(str(exc)) from None
         except OllamaMagicError as exc:
             partial: GenerationResult | None = getattr(exc, "partial", None)
             if call.out:
                 self.shell.user_ns[call.out] = _failed_result(partial, exc, model, call)
-            if partial is not None and (partial.text or partial.thinking):
-                mark = "⏹ interrupted" if isinstance(exc, GenerationInterrupted) else "✗ failed"
-                view.finish(partial, None, f"{mark}: the partial answer is kept; the conversation is unchanged.")
-            elif partial is not None and partial.busy_retries:
-                # The last "retry N of M in S s" line would promise a retry that will not come.
-                if isinstance(exc, GenerationInterrupted):
-                    view.notice("⏹ interrupted while waiting for the busy server")
-                elif isinstance(exc, OllamaBusyError):
-                    view.notice(f"server busy: gave up after {_retries(partial.busy_retries)}")
-                else:
-                    view.notice("")
+            # What arrived stays on screen, as it is; the error (or, for Ctrl-C, the calm
+            # "Interrupted: ..." line) is the one message, under it.  The cell fails, so
+            # "Run All" stops here.  A waiting line or a busy server's "retry N of M" line
+            # goes: it would promise an answer or a retry that will not come.
+            view.stopped(partial)
+            raise
+        except BaseException:
+            view.stopped(None)
             raise
         if cached is not None:
             cached.store(result)
@@ -438,6 +436,7 @@ class GenerateMagics(Magics):
             busy_retries=self.busy_retries,
             on_retry=lambda retry: print(retry.message(), file=sys.stderr, flush=True),
             **credentials,
+            host_option="%config GenerateMagics.host",
         )
 
     @line_magic

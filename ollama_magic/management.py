@@ -83,7 +83,7 @@ def model_names(models: list[Any]) -> list[str]:
 def models_table(models: list[Any]) -> str:
     entries = [_dict(m) for m in models]
     if not entries:
-        return "No models on this server: pull one with `ollama pull NAME` (e.g. llama3.2)."
+        return "No models on this server: pull one with 'ollama pull NAME' (e.g. llama3.2)."
     rows = []
     for m in sorted(entries, key=lambda m: _text(m.get("name"), "?")):
         details = _dict(m.get("details"))

@@ -312,14 +312,14 @@ def explain(error: OllamaResponseError, model: str, base_url: str) -> OllamaMagi
         where = "Ollama's model registry" if registry == "registry.ollama.ai" else f"the registry {registry}"
         return RegistryUnreachableError(
             f"The Ollama server at {base_url} cannot reach {where} ({registry}) to pull {model!r}: it has no "
-            "internet access there. Pull the model on a machine that has (`ollama pull`), then copy it over "
+            "internet access there. Pull the model on a machine that has (ollama pull), then copy it over "
             "(the files under that machine's ~/.ollama/models into this server's models folder), "
             "or give the server internet access."
         )
     if "http response to https client" in text:
         return PullError(
             f"The registry {registry} does not speak HTTPS: pull with --insecure "
-            f"(`%ollama pull --insecure {model}`) if you trust it.",
+            f"(%ollama pull --insecure {model}) if you trust it.",
             error.status_code,
         )
     if "file does not exist" in text or "manifest unknown" in text or "not found" in text:

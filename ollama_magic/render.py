@@ -16,10 +16,12 @@ previous render took, which keeps the cost of display linear in the answer's len
 
 from __future__ import annotations
 
+import contextvars
 import html
 import json
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
@@ -86,6 +88,8 @@ _markdown.add_render_rule("link_open", _link_open)
 _FOOTER_STYLE = "opacity:0.7;font-size:0.85em;margin-top:0.4em"
 _STATUS_STYLE = "opacity:0.85;font-style:italic;margin-top:0.4em"
 _ERRORS_STYLE = "color:#c62828"
+_WAITING_STYLE = "opacity:0.6;font-style:italic"
+_NOTE_STYLE = "opacity:0.7;font-size:0.85em"
 
 
 def markdown_to_html(text: str) -> str:
@@ -181,25 +185,76 @@ def remote_text(model: str | None, host: str | None) -> str:
     return " ".join(bit for bit in ("answered by", model or "a remote model", f"at {where}" if where else "") if bit)
 
 
+def done_words(result: GenerationResult) -> str | None:
+    """Why the answer ended, in words; None when it simply finished (``stop``).
+
+    Ollama's ``done_reason`` is ``stop`` (the model finished, or met a stop sequence),
+    ``length`` (a token limit), or ``load``/``unload`` for a request with an empty prompt
+    that only loads or unloads the model.
+
+    >>> from ollama_magic.result import Stats
+    >>> done_words(GenerationResult("x", "m", done_reason="length", request={"options": {"num_predict": 400}}))
+    'cut at --num-predict 400'
+    >>> done_words(GenerationResult("x", "m", done_reason="stop")) is None
+    True
+    """
+    reason = result.done_reason
+    if not reason or reason == "stop":
+        return None
+    if reason == "length":
+        return _length_words(result)
+    return _REASON_WORDS.get(reason, f"ended: {reason}")
+
+
+_REASON_WORDS = {
+    "load": "model loaded (an empty prompt only loads it)",
+    "unload": "model unloaded (keep-alive 0 with an empty prompt)",
+}
+
+
+def _length_words(result: GenerationResult) -> str:
+    """``done_reason: length`` as what happened, from the request's own limits."""
+    options = result.request.get("options") or {}
+    limit = options.get("num_predict")
+    count = result.stats.eval_count
+    if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 and (count is None or count >= limit):
+        return f"cut at --num-predict {limit}"
+    num_ctx = options.get("num_ctx")
+    used = (result.stats.prompt_eval_count or 0) + (count or 0)
+    if limit == -2 or (isinstance(num_ctx, int) and num_ctx > 0 and used >= num_ctx - 1):
+        return "cut: the context window is full"
+    return "cut at the model's length limit (its num_predict or context window)"
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 token``, ``2 tokens``: the footer is read as a sentence.
+
+    >>> _count(1, "token"), _count(0, "token"), _count(9, "token")
+    ('1 token', '0 tokens', '9 tokens')
+    """
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def footer_text(result: GenerationResult) -> str:
-    """The one-line statistics footer: model, tokens, speed, times, why it stopped."""
+    """The one-line statistics footer: model, tokens, speed, times, and why it ended
+    unless it simply finished.  Notes (``result.notes``) go on lines of their own."""
     stats = result.stats
     bits = [result.model]
     if stats.eval_count is not None:
-        bits.append(f"{stats.eval_count} tokens")
+        bits.append(_count(stats.eval_count, "token"))
     if stats.tokens_per_second is not None:
         bits.append(f"{stats.tokens_per_second:.1f} tok/s")
     if stats.prompt_eval_count is not None:
-        bits.append(f"prompt {stats.prompt_eval_count} tokens")
+        bits.append(f"prompt {_count(stats.prompt_eval_count, 'token')}")
     bits.append(f"total {format_seconds(stats.total_seconds)}")
     bits.append(f"load {format_seconds(stats.load_seconds)}")
-    if result.done_reason:
-        bits.append(result.done_reason)
+    words = done_words(result)
+    if words:
+        bits.append(words)
     if result.remote_model or result.remote_host:
         bits.append(remote_text(result.remote_model, result.remote_host))
     if result.thread is not None:
         bits.append(f"thread {result.thread}")
-    bits.extend(result.notes)
     return " · ".join(bits)
 
 
@@ -207,8 +262,14 @@ class Answer:
     """A displayable snapshot of an answer (streaming or final), for IPython's display.
 
     ``_repr_mimebundle_`` gives ``text/html`` for notebooks and ``text/plain`` for
-    everything else.  (No ``application/json`` here: JupyterLab ranks its JSON viewer
-    above HTML and would hide the pretty JSON and the footer; see :func:`json_tree`.)
+    everything else.  A structured answer is shown once, as pretty JSON in the model's key
+    order with the footer under it.  (No ``application/json``, here or in an output of its
+    own: JupyterLab ranks its JSON viewer above HTML, so in the same bundle it hid the
+    answer and footer, and as a second output it showed the data twice, keys reordered.
+    The parsed value is in the result's ``.data``.)
+
+    ``waiting`` is the line shown before the first token; while ``streaming``, a small
+    cursor (a CSS box, so no font can lack it) ends the HTML.  Neither is in a final output.
     """
 
     def __init__(
@@ -218,11 +279,13 @@ class Answer:
         thinking: str = "",
         status: str = "",
         footer: str = "",
+        notes: list[str] | None = None,
         errors: list[str] | None = None,
         data: Any = None,
         has_data: bool = False,
         streaming: bool = False,
         verbatim: bool = False,
+        waiting: str = "",
         markdown: Callable[[str], str] = markdown_to_html,
         thinking_markdown: Callable[[str], str] = markdown_to_html,
         metadata: dict[str, Any] | None = None,
@@ -234,29 +297,36 @@ class Answer:
         self.thinking = thinking
         self.status = status
         self.footer = footer
+        self.notes = notes or []
         self.errors = errors or []
         self.data = data
         self.has_data = has_data
         self.streaming = streaming
         self.verbatim = verbatim
+        self.waiting = waiting
 
     def _body_html(self) -> str:
         if self.has_data:
             pretty = json.dumps(self.data, indent=2, ensure_ascii=False)
             return f"<pre><code>{html.escape(pretty)}</code></pre>"
         if self.verbatim:
-            return f"<pre><code>{html.escape(self.text)}</code></pre>"
+            return f"<pre><code>{html.escape(self.text)}</code></pre>" if self.text else ""
         return self._markdown(self.text)
 
     def html(self) -> str:
         parts = ['<div class="ollama-magic">']
+        if self.waiting and not self.text and not self.thinking:
+            parts.append(
+                f'<div class="ollama-magic-waiting" style="{_WAITING_STYLE}">{html.escape(self.waiting)}</div>'
+            )
         if self.thinking:
             opened = " open" if self.streaming and not self.text else ""
             parts.append(
                 f"<details{opened}><summary>Thinking</summary>"
                 f'<div class="ollama-magic-thinking">{self._thinking_markdown(self.thinking)}</div></details>'
             )
-        parts.append(self._body_html())
+        body = self._body_html()
+        parts.append(_with_cursor(body) if self.streaming and self.text else body)
         if self.errors:
             items = "".join(f"<li>{html.escape(e)}</li>" for e in self.errors)
             parts.append(
@@ -266,11 +336,15 @@ class Answer:
             parts.append(f'<div class="ollama-magic-status" style="{_STATUS_STYLE}">{html.escape(self.status)}</div>')
         if self.footer:
             parts.append(f'<div class="ollama-magic-footer" style="{_FOOTER_STYLE}">{html.escape(self.footer)}</div>')
+            for note in self.notes:
+                parts.append(f'<div class="ollama-magic-note" style="{_NOTE_STYLE}">{html.escape(note)}</div>')
         parts.append("</div>")
         return "".join(parts)
 
     def plain(self) -> str:
         lines = []
+        if self.waiting and not self.text and not self.thinking:
+            lines.append(self.waiting)
         if self.thinking:
             lines.append(f"[thinking]\n{self.thinking}\n[/thinking]")
         lines.append(json.dumps(self.data, indent=2, ensure_ascii=False) if self.has_data else self.text)
@@ -280,9 +354,10 @@ class Answer:
             lines.append(self.status)
         if self.footer:
             lines.append(f"— {self.footer}")
+            lines.extend(f"  {note}" for note in self.notes)
         # Shown as it is by terminal frontends (jupyter console) and saved in the notebook:
         # no escape sequences (see ollama_magic.terminal).
-        return printable("\n".join(lines))
+        return printable("\n".join(line for line in lines if line))
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
         bundle = {"text/plain": self.plain(), "text/html": self.html()}
@@ -290,19 +365,31 @@ class Answer:
         return (bundle, {"ollama_magic": self.metadata}) if self.metadata else bundle
 
 
-def json_tree(data: Any) -> dict[str, Any]:
-    """A separate output holding a valid structured answer as ``application/json``.
+#: A cursor at the end of a streaming answer: a small box drawn by CSS (no glyph a font
+#: could lack), inside the last block so it follows the text.
+_CURSOR = (
+    '<span class="ollama-magic-cursor" style="display:inline-block;width:0.45em;height:1em;'
+    'margin-left:0.1em;vertical-align:text-bottom;background:currentColor;opacity:0.45"></span>'
+)
+#: The closing tags at the very end of an answer's HTML (``</p>``, ``</code></pre>``...).
+_CLOSING_TAGS = re.compile(r"(?:</[a-z][a-z0-9]*>\s*)+$")
 
-    Frontends with a JSON viewer (JupyterLab) show it as a collapsible tree under the
-    answer; others show the one-line ``text/plain`` summary.
+
+def _with_cursor(body: str) -> str:
+    """``body`` with the cursor inside its last block (looks only at its last characters)."""
+    match = _CLOSING_TAGS.search(body, max(0, len(body) - 160))
+    if match is None:
+        return body + _CURSOR
+    return body[: match.start()] + _CURSOR + body[match.start() :]
+
+
+def waiting_text(model: str, seconds: float) -> str:
+    """The line shown until the first token arrives.
+
+    >>> waiting_text("llama3.2", 12.4)
+    'Waiting for llama3.2 (loading it if needed)… 12 s'
     """
-    value = data if isinstance(data, (dict, list)) else {"value": data}
-    kind = (
-        f"object with {len(data)} keys"
-        if isinstance(data, dict)
-        else (f"array of {len(data)} items" if isinstance(data, list) else type(data).__name__)
-    )
-    return {"application/json": value, "text/plain": f"(the parsed answer: JSON {kind}; also in the result's .data)"}
+    return f"Waiting for {model} (loading it if needed)… {seconds:.0f} s"
 
 
 class View:
@@ -314,6 +401,9 @@ class View:
     def attempt(self, number: int, total: int) -> None:
         """A new attempt begins (structured output with retries)."""
 
+    def waiting(self, model: str) -> None:
+        """The request for ``model`` is on its way; nothing has arrived yet."""
+
     def finish(
         self, result: GenerationResult, footer: str | None, status: str = "", metadata: dict[str, Any] | None = None
     ) -> None:
@@ -324,9 +414,24 @@ class View:
         """A line about the request itself (e.g. "server busy: retry 2 of 6 in 1.6 s"),
         shown before any answer text; the answer replaces it when it comes."""
 
+    def stopped(self, partial: GenerationResult | None) -> None:
+        """The generation failed or was interrupted: show what arrived, and nothing else
+        (the error itself is the one message, shown by IPython under the output)."""
+
 
 class NotebookView(View):
-    """Streams into a display handle, updated in place and throttled."""
+    """Streams into a display handle, updated in place and throttled.
+
+    Before the first token, a waiting line (model, seconds) is shown if nothing has
+    arrived after :attr:`wait_delay` seconds, and updated every :attr:`wait_every`
+    seconds by a small background thread: the main thread is blocked reading the socket
+    then, and a model can take a minute to load.  The delay keeps quick answers (and
+    quick errors) from flashing it.  The thread stops at the first token, or when the
+    attempt ends, fails or is interrupted; the handle is only ever touched under a lock.
+    """
+
+    wait_delay = 0.25
+    wait_every = 1.0
 
     def __init__(
         self,
@@ -346,19 +451,45 @@ class NotebookView(View):
         self._thinking_markdown = StreamingMarkdown()
         self._next = 0.0
         self._status = ""
+        self._lock = threading.RLock()  # re-entrant: an interrupt can never leave it held against us
+        self._waiter: _WaitingLine | None = None
+        self._shows_waiting = False  # the handle shows only a waiting line or a notice, no answer
+        self._notice = ""
         self.updates = 0
         self.render_seconds = 0.0
 
     def attempt(self, number: int, total: int) -> None:
+        self._stop_waiting()
         self._handle = None
         self._parts = TextBuffer()
         self._thoughts = TextBuffer()
         self._markdown = StreamingMarkdown()
         self._thinking_markdown = StreamingMarkdown()
         self._next = 0.0
+        self._notice = ""
         self._status = f"attempt {number} of {total}" if total > 1 else ""
 
+    def waiting(self, model: str) -> None:
+        self._stop_waiting()
+        self._waiter = _WaitingLine(self, model)
+
+    def _show_waiting(self, waiter: _WaitingLine, seconds: float) -> None:
+        """Called by the waiting line's thread."""
+        with self._lock:
+            if self._waiter is waiter and not waiter.stopped.is_set():
+                status = " · ".join(s for s in (self._status, self._notice) if s)
+                self._show_locked(Answer("", status=status, waiting=waiting_text(waiter.model, seconds)))
+                self._shows_waiting = True
+
+    def _stop_waiting(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.stop()
+
     def chunk(self, piece: str, thought: str) -> None:
+        if self._waiter is not None:
+            self._stop_waiting()
         if piece:
             self._parts.append(piece)
         if thought:
@@ -380,20 +511,34 @@ class NotebookView(View):
             self._next = now + max(self.interval, 4 * spent)
 
     def notice(self, text: str) -> None:
-        self._show(Answer(str(self._parts), thinking=str(self._thoughts), status=text, streaming=True))
+        self._notice = text
+        with self._lock:
+            waiter = self._waiter
+            before_text = not (self._parts or self._thoughts)
+            waiting = waiting_text(waiter.model, time.monotonic() - waiter.started) if waiter and before_text else ""
+            self._show_locked(
+                Answer(str(self._parts), thinking=str(self._thoughts), status=text, streaming=True, waiting=waiting)
+            )
+            self._shows_waiting = before_text
 
     def _show(self, answer: Answer) -> None:
+        with self._lock:
+            self._show_locked(answer)
+
+    def _show_locked(self, answer: Answer) -> None:
         start = time.perf_counter()
         if self._handle is None:
             self._handle = self._display(answer, display_id=True)
         else:
             self._handle.update(answer)
+        self._shows_waiting = False
         self.updates += 1
         self.render_seconds += time.perf_counter() - start
 
     def finish(
         self, result: GenerationResult, footer: str | None, status: str = "", metadata: dict[str, Any] | None = None
     ) -> None:
+        self._stop_waiting()
         prefix = self._status
         # The result holds the text now: drop the streamed copy before the final render.
         self._parts = TextBuffer()
@@ -405,6 +550,7 @@ class NotebookView(View):
                 thinking=result.thinking or "",
                 status=" · ".join(s for s in (prefix, status) if s),
                 footer=footer or "",
+                notes=result.notes,
                 errors=result.errors,
                 data=result.data,
                 has_data=structured_ok,
@@ -414,8 +560,58 @@ class NotebookView(View):
                 metadata=metadata,
             )
         )
-        if structured_ok:
-            self._display(json_tree(result.data), raw=True)
+
+    def stopped(self, partial: GenerationResult | None) -> None:
+        self._stop_waiting()
+        if partial is None or not (partial.text or partial.thinking):
+            if self._shows_waiting:  # nothing arrived: the waiting line goes, nothing replaces it
+                self._show(Answer("", status=self._status))
+            return
+        self._parts = TextBuffer()
+        self._thoughts = TextBuffer()
+        self._show(
+            Answer(
+                partial.text,
+                thinking=partial.thinking or "",
+                status=self._status,
+                verbatim=bool(partial.request.get("format")),
+                markdown=self._markdown.render,
+                thinking_markdown=self._thinking_markdown.render,
+            )
+        )
+
+
+class _WaitingLine:
+    """The background thread that shows and updates :class:`NotebookView`'s waiting line.
+
+    It runs in a copy of the caller's context, so ipykernel sends its updates as part of
+    the running cell.  It only waits on an Event and calls the view, so stopping it is
+    immediate; it is a daemon thread so it can never keep the kernel alive.
+    """
+
+    def __init__(self, view: NotebookView, model: str) -> None:
+        self.view = view
+        self.model = model
+        self.started = time.monotonic()
+        self.stopped = threading.Event()
+        context = contextvars.copy_context()
+        self.thread = threading.Thread(target=context.run, args=(self._run,), name="ollama-magic-waiting", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        delay = self.view.wait_delay
+        while not self.stopped.wait(delay):
+            try:
+                self.view._show_waiting(self, time.monotonic() - self.started)
+            except Exception:  # a display that fails here must not kill the cell; the answer still shows
+                return
+            delay = self.view.wait_every
+
+    def stop(self) -> None:
+        """Stop the thread; an update it is making finishes first (under the view's lock)."""
+        self.stopped.set()
+        if self.thread is not threading.current_thread():
+            self.thread.join(timeout=5)
 
 
 class TerminalView(View):
@@ -485,4 +681,10 @@ class TerminalView(View):
             out.write(printable(status) + "\n")
         if footer:
             out.write(f"— {printable(footer)}\n")
+            for note in result.notes:
+                out.write(f"  {printable(note)}\n")
         out.flush()
+
+    def stopped(self, partial: GenerationResult | None) -> None:
+        if partial is not None and (partial.text or partial.thinking or self._thinking):
+            self.finish(partial, None)

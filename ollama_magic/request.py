@@ -199,7 +199,7 @@ def build_generate_payload(
     """
     if not model or not str(model).strip():
         raise InvalidRequestError(
-            "No model given: pass -m MODEL, or set a default with `%config GenerateMagics.model = 'NAME'` "
+            "No model given: pass -m MODEL, or set a default with %config GenerateMagics.model = 'NAME' "
             f"or the {MODEL_ENV} environment variable."
         )
     if raw and (system is not None or template is not None):

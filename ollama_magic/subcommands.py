@@ -149,7 +149,7 @@ def _wait(magics: GenerateMagics, args: list[str]) -> None:
             seconds, lambda elapsed, why: line.show(f"waiting for Ollama at {url}… {elapsed:.0f} s ({why})")
         )
     except Exception:
-        line.show(f"✗ no answer from Ollama at {url} after {time.monotonic() - start:.0f} s")
+        line.show(f"No answer from Ollama at {url} after {time.monotonic() - start:.0f} s")
         line.end()
         raise
     line.show(f"Ollama {version} is up at {url} (waited {time.monotonic() - start:.0f} s)")
@@ -233,7 +233,7 @@ def _cache(magics: GenerateMagics, args: list[str]) -> None:
     if not path:
         raise UsageError(
             "Which cache? Give its path (%ollama cache info answers.sqlite) "
-            "or set `%config GenerateMagics.cache = 'answers.sqlite'`."
+            "or set %config GenerateMagics.cache = 'answers.sqlite'."
         )
     if action == "info" and not Path(path).expanduser().exists():
         print(f"No cache at {path} yet: it is created by the first --cache run.")

@@ -330,7 +330,7 @@ class GeneratePanel:
                 has_data=verbatim and not result.errors,
                 verbatim=verbatim,
             ).html()
-            turn.footer = footer_text(result)
+            turn.footer = " · ".join([footer_text(result), *result.notes])  # footer_text() leaves notes out
             self._say("")
         finally:
             with self._lock:

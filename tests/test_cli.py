@@ -52,3 +52,10 @@ def test_no_model_and_no_fallback_is_a_usage_error(fake: FakeOllama, monkeypatch
         run(fake, "--prompt", "x", "--no-fallback")
     assert info.value.status == 2
     assert fake.requests == []
+
+
+def test_temperature_and_num_predict_become_options(fake: FakeOllama) -> None:
+    fake.stream(chunk("Hi."), final([1]))
+    status, out, _ = run(fake, "--prompt", "x", "--model", "tiny", "--temperature", "0.7", "--num-predict", "20")
+    assert status == 0 and out == "Hi.\n"
+    assert fake.last["options"] == {"temperature": 0.7, "num_predict": 20}

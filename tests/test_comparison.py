@@ -200,8 +200,8 @@ def test_a_model_that_fails_shows_its_error_in_its_column_and_the_others_go_on(n
     assert run(nb, f"%%generate -m ghost -m alpha --host {multi.host} -o r\nHi").success
     plain = columns(nb.publisher.final["text/plain"])
     assert plain["ghost"].strip().splitlines() == [
-        f"✗ ModelNotFoundError: Model 'ghost' is not on the Ollama server at http://{multi.host}: pull it with "
-        "`ollama pull ghost` (or `%ollama pull ghost`), or see `%ollama list` for the models you have."
+        f"Failed: ModelNotFoundError: Model 'ghost' is not on the Ollama server at http://{multi.host}: pull it with "
+        "'ollama pull ghost' (or %ollama pull ghost), or see %ollama list for the models you have."
     ]
     assert plain["alpha"].startswith("Fine")
     r = nb.user_ns["r"]
@@ -216,7 +216,7 @@ def test_when_every_model_fails_the_cell_fails_in_one_line(ip: Any, multi: Model
     assert not run(ip, f"%%generate -m a -m b --host {multi.host}\nHi").success
     seen = capsys.readouterr()
     assert "Traceback" not in seen.out + seen.err
-    assert "── a ──\n✗ OllamaResponseError: Ollama answered HTTP 500: boom" in seen.out
+    assert "── a ──\nFailed: OllamaResponseError: Ollama answered HTTP 500: boom" in seen.out
     err = (seen.out + seen.err).strip().splitlines()[-1]
     assert err == "OllamaMagicError: Every model failed; the first: OllamaResponseError: Ollama answered HTTP 500: boom"
 

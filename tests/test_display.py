@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from ollama_magic.render import Answer, NotebookView, TerminalView
 from ollama_magic.result import GenerationResult, Stats
@@ -31,7 +38,7 @@ def test_final_output_has_html_text_and_footer(nb: Any, fake: FakeOllama) -> Non
     assert "<strong>now</strong>" in data["text/html"]
     assert "<style" not in data["text/html"]  # stripped in untrusted notebooks: styles are inline
     assert "text/markdown" not in data
-    footer = "tiny · 4 tokens · 100.0 tok/s · prompt 12 tokens · total 120 ms · load 20 ms · stop · thread default"
+    footer = "tiny · 4 tokens · 100.0 tok/s · prompt 12 tokens · total 120 ms · load 20 ms · thread default"
     assert footer in data["text/plain"]
     assert footer in data["text/html"]
 
@@ -146,3 +153,181 @@ def test_terminal_view_prints_non_streamed_text() -> None:
     view = TerminalView(out)
     view.finish(GenerationResult("whole", "tiny", stats=Stats()), "footer")
     assert out.getvalue() == "whole\n— footer\n"
+
+
+def test_help_shows_usage_examples_and_the_placeholder_rule(ip: Any, capsys: Any) -> None:
+    run(ip, "%%generate?")
+    shown = capsys.readouterr().out
+    help_text = shown[shown.index("Usage:") :]
+    assert "::" not in shown
+    usage = help_text.splitlines()[:6]
+    assert usage[1].strip() == "%%generate [options]", usage
+    assert any(line.strip().startswith("%generate [options] PROMPT") for line in usage), usage
+    assert "Examples:" in help_text and "%%generate -m llama3.2\n  Why is the sky blue?" in help_text
+    assert '{"name": "Ada"}' in help_text and "{{name}} sends {name}" in help_text  # the placeholder rule
+    assert help_text.index("Examples:") < help_text.index("--num-predict")  # before the long option list
+
+
+# -- the footer says what happened --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cell", "done_reason", "stats", "expected", "absent"),
+    [
+        ("--num-predict 4", "length", {}, " · cut at --num-predict 4 · ", "length"),
+        ("--num-ctx 16", "length", {}, " · cut: the context window is full · ", "length"),
+        ("", "stop", {}, " · load 20 ms · thread default", "stop"),
+        ("", "load", {"eval_count": None}, " · model loaded (an empty prompt only loads it) · ", "· load ·"),
+        ("--keep-alive 0", "unload", {}, " · model unloaded (keep-alive 0 with an empty prompt) · ", "· unload ·"),
+    ],
+)
+def test_the_footer_says_why_the_answer_ended_in_words(
+    nb: Any, fake: FakeOllama, cell: str, done_reason: str, stats: dict[str, Any], expected: str, absent: str
+) -> None:
+    fake.stream(chunk("Hey"), final([1], done_reason=done_reason, **stats))
+    run(nb, f"%%generate -m tiny {cell}\nHi")
+    footer = nb.publisher.final["text/plain"].splitlines()[-1]
+    assert expected in footer + " · ", footer
+    assert absent not in footer, footer
+
+
+def test_a_note_goes_on_its_own_line_under_the_footer(nb: Any, fake: FakeOllama) -> None:
+    fake.reply(context=[1])
+    run(nb, "%%generate -m tiny\nFirst")
+    fake.reply(model="other")
+    run(nb, "%%generate -m other\nSecond")
+    html = nb.publisher.final["text/html"]
+    footer = re.search(r'<div class="ollama-magic-footer"[^>]*>([^<]*)</div>', html)
+    note = re.search(r'<div class="ollama-magic-note"[^>]*>([^<]*)</div>', html)
+    assert footer is not None and note is not None
+    assert "new conversation" not in footer.group(1)
+    assert note.group(1) == "new conversation: the context of tiny cannot continue with other"
+    assert html.index("ollama-magic-footer") < html.index("ollama-magic-note")
+    plain = nb.publisher.final["text/plain"].splitlines()
+    assert plain[-2].startswith("— other · ") and "new conversation" not in plain[-2]
+    assert plain[-1] == "  new conversation: the context of tiny cannot continue with other"
+
+
+# -- waiting for the first token, and the cursor -------------------------------------------
+
+
+def slow_start(fake: FakeOllama, seconds: float, *objects: dict[str, Any]) -> None:
+    """Queue an answer that sends nothing for ``seconds`` (a model loading), then ``objects``."""
+    from werkzeug.wrappers import Response
+
+    def respond(body: dict[str, Any]) -> Response:
+        def lines() -> Iterator[bytes]:
+            time.sleep(seconds)
+            for obj in objects:
+                yield (json.dumps(obj) + "\n").encode()
+
+        return Response(lines(), mimetype="application/x-ndjson")
+
+    fake.answers.append(respond)
+
+
+def waiting_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "ollama-magic-waiting"]
+
+
+@pytest.fixture
+def quick_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(NotebookView, "wait_delay", 0.1)
+    monkeypatch.setattr(NotebookView, "wait_every", 0.2)
+
+
+def test_a_waiting_line_shows_until_the_first_token_then_the_answer_replaces_it(
+    nb: Any, fake: FakeOllama, quick_waiting: None
+) -> None:
+    slow_start(fake, 1.0, chunk("Hey"), chunk(" now!"), final([1]))
+    assert run(nb, "%%generate -m tiny\nHi").success
+    messages = nb.publisher.messages
+    assert len({m["transient"].get("display_id") for m in messages}) == 1  # all in the one output
+    waiting = [m["data"]["text/plain"] for m in messages if "Waiting" in m["data"]["text/plain"]]
+    assert waiting, "nothing was shown while the model was silent"
+    assert waiting[0].startswith("Waiting for tiny (loading it if needed)… ")
+    seconds = [int(re.search(r"… (\d+) s$", w).group(1)) for w in waiting]  # type: ignore[union-attr]
+    assert seconds == sorted(seconds)
+    first_answer = next(i for i, m in enumerate(messages) if "Hey" in m["data"]["text/plain"])
+    assert all("Waiting" not in m["data"]["text/plain"] for m in messages[first_answer:])
+    assert "Waiting" not in nb.publisher.final["text/html"]
+    assert nb.publisher.final["text/plain"].startswith("Hey now!\n— tiny")
+    assert waiting_threads() == []  # stopped with the first token
+
+
+def test_no_stream_shows_the_waiting_line_until_the_whole_answer(
+    nb: Any, fake: FakeOllama, quick_waiting: None
+) -> None:
+    slow_start(fake, 0.8, chunk("Hey"), chunk(" now!"), final([1]))
+    assert run(nb, "%%generate -m tiny --no-stream\nHi").success
+    texts = [m["data"]["text/plain"] for m in nb.publisher.messages]
+    assert texts[0].startswith("Waiting for tiny")
+    assert texts[-1].startswith("Hey now!") and "Waiting" not in texts[-1]
+    assert waiting_threads() == []
+
+
+def test_a_quick_answer_never_flashes_the_waiting_line(nb: Any, fake: FakeOllama) -> None:
+    fake.reply()
+    assert run(nb, "%%generate -m tiny\nHi").success
+    assert all("Waiting" not in m["data"]["text/plain"] for m in nb.publisher.messages)
+    assert waiting_threads() == []
+
+
+def test_an_error_after_waiting_leaves_only_the_error(
+    nb: Any, fake: FakeOllama, capsys: Any, quick_waiting: None
+) -> None:
+    slow_start(fake, 0.6, {"error": "llama runner process has terminated"})
+    outcome = run(nb, "%%generate -m tiny\nHi")
+    assert not outcome.success
+    seen = capsys.readouterr()
+    assert "llama runner process has terminated" in seen.out + seen.err
+    assert any("Waiting" in m["data"]["text/plain"] for m in nb.publisher.messages)
+    final_shown = nb.publisher.final
+    assert "Waiting" not in final_shown["text/plain"] and "Waiting" not in final_shown["text/html"]
+    assert waiting_threads() == []
+
+
+def test_interrupt_before_any_text_says_so_and_clears_the_waiting_line(
+    nb: Any, fake: FakeOllama, capsys: Any, quick_waiting: None
+) -> None:
+    fake.reply(context=[1])
+    run(nb, "%%generate -m tiny\nFirst")
+    slow_start(fake, 5.0, chunk("late"), final([9]))
+    main = threading.main_thread().ident
+    assert main is not None
+    timer = threading.Timer(0.7, signal.pthread_kill, (main, signal.SIGINT))  # Ctrl-C, as a kernel gets it
+    capsys.readouterr()
+    timer.start()
+    outcome = run(nb, "%%generate -m tiny\nSecond")
+    timer.join()
+    assert not outcome.success  # so Run All stops here
+    seen = capsys.readouterr()
+    assert (seen.out + seen.err).strip() == "Interrupted before the answer began; the conversation is unchanged."
+    assert any("Waiting" in m["data"]["text/plain"] for m in nb.publisher.messages)
+    assert "Waiting" not in nb.publisher.final["text/plain"]
+    assert "kept" not in nb.publisher.final["text/plain"]
+    assert waiting_threads() == []
+    fake.reply()
+    run(nb, "%%generate -m tiny\nThird")
+    assert fake.last["context"] == [1]
+
+
+def test_a_cursor_ends_the_streamed_answer_but_not_the_saved_one(nb: Any, fake: FakeOllama) -> None:
+    fake.stream(*(chunk(f"w{i} ") for i in range(12)), final([1]), delay=0.02)
+    run(nb, "%%generate -m tiny\nCount")
+    streamed = [m["data"]["text/html"] for m in nb.publisher.messages[:-1]]
+    assert streamed and all('class="ollama-magic-cursor"' in h for h in streamed)
+    assert re.search(r'w\d+ ?<span class="ollama-magic-cursor"[^>]*></span></p>', streamed[0])  # after the text
+    final_html = nb.publisher.final["text/html"]
+    assert "ollama-magic-cursor" not in final_html
+    assert all("▍" not in m["data"]["text/plain"] for m in nb.publisher.messages)
+
+
+def test_no_symbol_a_font_may_lack_in_what_is_shown(nb: Any, fake: FakeOllama, capsys: Any) -> None:
+    fake.stream(chunk("Half"))  # ends without done: a failure with partial text
+    run(nb, "%%generate -m tiny\nHi")
+    fake.reply()
+    run(nb, "%%generate -m tiny\nHi")
+    shown = "".join(m["data"]["text/plain"] + m["data"]["text/html"] for m in nb.publisher.messages)
+    shown += "".join(capsys.readouterr())
+    assert not [c for c in set(shown) if ord(c) > 0x2100], "symbols beyond punctuation need a symbol font"

@@ -132,4 +132,4 @@ def test_out_after_an_interrupt_holds_the_partial_answer(ip: Any, fake: FakeOlla
     assert not run(ip, "%generate -m tiny -o rr Long").success
     rr = ip.user_ns.pop("rr")
     assert rr.text.startswith("w0 w1 w2") and rr.complete is False
-    assert rr.error.startswith("Generation interrupted")
+    assert rr.error == "Interrupted: the answer so far is kept; the conversation is unchanged."

@@ -202,7 +202,7 @@ def test_a_line_that_never_ends_stops_with_one_line_and_keeps_the_answer(
         "the answer was stopped there (a broken server or proxy?)."
     ]
     shown = nb.publisher.final["text/plain"]
-    assert "Half an answer" in shown and "failed" in shown  # kept on screen
+    assert shown == "Half an answer"  # kept on screen; the error line is the one message
     assert len(sent) < 300  # the client hung up soon after the limit (the sockets buffer a few MB)
 
 

@@ -118,3 +118,28 @@ def test_host_option_wins(ip: Any, fake: FakeOllama) -> None:
     run(ip, "%config GenerateMagics.host = '127.0.0.1:9'")
     fake.reply()
     assert run(ip, f"%generate -m tiny --host http://{fake.host} Hi").success
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        'Turn this into YAML: {"name": "Ada"}',
+        'Nested: {"user": {"name": "Ada", "tags": [1, 2]}}',
+        "Empty braces { } and a set {1,2} and {0}",
+        "JS: function f(a) { if (a) {return {x: 1};} }",
+        "Templates: {% for x in xs %} and {a b}",
+        "Lone braces: { and } and }} on their own",
+    ],
+)
+def test_json_and_code_in_a_prompt_are_sent_as_typed(ip: Any, fake: FakeOllama, prompt: str) -> None:
+    fake.reply()
+    assert run(ip, f"%%generate -m tiny --no-context\n{prompt}").success
+    assert fake.last["prompt"] == prompt
+
+
+def test_clear_placeholders_are_filled_next_to_json(ip: Any, fake: FakeOllama) -> None:
+    ip.user_ns.update(name="Ada", xs=[3.14159], obj=type("O", (), {"lang": "fr"})())
+    fake.reply()
+    cell = 'Fill {"name": "<>"} with {name!r}, {xs[0]:.2f} in {obj.lang}; {{name}} and {{{name}}} stay.'
+    assert run(ip, f"%%generate -m tiny --no-context\n{cell}").success
+    assert fake.last["prompt"] == 'Fill {"name": "<>"} with \'Ada\', 3.14 in fr; {name} and {Ada} stay.'

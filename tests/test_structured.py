@@ -147,17 +147,20 @@ def test_check_schema_accepts_local_refs() -> None:
 # -- answers --------------------------------------------------------------------------
 
 
-def test_valid_answer_is_shown_as_pretty_json(nb: Any, fake: FakeOllama) -> None:
+def test_valid_answer_is_shown_once_as_pretty_json_in_the_models_key_order(nb: Any, fake: FakeOllama) -> None:
     nb.user_ns["schema"] = PERSON
-    answer(fake, '{"name":"Ada","age":36,"pets":["cat"]}')
+    answer(fake, '{"pets":["cat"],"name":"Ada","age":36}')  # not the schema's order, nor sorted
     run(nb, "%%generate -m tiny --format schema -o r\nWho?")
-    answer_output, tree = nb.publisher.messages[-2:]
-    shown = answer_output["data"]
-    assert "application/json" not in shown  # JupyterLab would show only its JSON viewer
-    assert tree["data"]["application/json"] == {"name": "Ada", "age": 36, "pets": ["cat"]}
-    assert tree["data"]["text/plain"] == "(the parsed answer: JSON object with 3 keys; also in the result's .data)"
-    assert '"name": "Ada",\n  "age": 36' in shown["text/plain"]
-    assert "&quot;name&quot;: &quot;Ada&quot;" in shown["text/html"]
+    displays = {m["transient"].get("display_id") for m in nb.publisher.messages}
+    assert len(displays) == 1  # one output: no second copy of the data (a JSON tree) under the footer
+    assert not any("application/json" in m["data"] for m in nb.publisher.messages)
+    shown = nb.publisher.final
+    pretty = '{\n  "pets": [\n    "cat"\n  ],\n  "name": "Ada",\n  "age": 36\n}'
+    assert shown["text/plain"].startswith(pretty + "\n— tiny · ")  # the data once, then the footer
+    html = shown["text/html"]
+    assert html.count("&quot;name&quot;: &quot;Ada&quot;") == 1
+    assert html.index("&quot;pets&quot;") < html.index("&quot;name&quot;") < html.index("ollama-magic-footer")
+    assert list(nb.user_ns["r"].data) == ["pets", "name", "age"]
 
 
 def test_invalid_answer_keeps_raw_text_and_lists_every_error(nb: Any, fake: FakeOllama) -> None:
@@ -203,7 +206,7 @@ def test_retries_until_valid_and_only_the_accepted_answer_continues(nb: Any, fak
     assert r.data == {"name": "Ada", "age": 36}
     displays = {m["transient"]["display_id"] for m in nb.publisher.messages if "display_id" in m["transient"]}
     assert len(displays) == 3  # each attempt is visible
-    assert nb.publisher.messages[-1]["data"]["application/json"] == {"name": "Ada", "age": 36}
+    assert nb.publisher.messages[-1]["data"]["text/plain"].startswith('{\n  "name": "Ada",\n  "age": 36\n}')
     texts = [m["data"]["text/plain"] for m in nb.publisher.messages if m["update"]]
     assert any("attempt 1 of 4 · rejected" in t for t in texts)
     answer(fake, '{"name": "B", "age": 1}')

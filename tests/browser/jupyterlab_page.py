@@ -48,7 +48,8 @@ _START_SAMPLING = """
   const tick = () => {
     const cell = document.querySelectorAll(cells)[index];
     const out = cell ? cell.querySelector('.jp-OutputArea') : null;
-    const text = out ? out.innerText.trim() : '';
+    // The waiting line before the first token is not the answer: it counts as nothing yet.
+    const text = out && !out.querySelector('.ollama-magic-waiting') ? out.innerText.trim() : '';
     const done = !!(out && out.querySelector('.ollama-magic-footer'));
     samples.push({t: Math.round(performance.now() - started), length: text.length, done});
     if (!done && performance.now() - started < 120000) setTimeout(tick, 20);

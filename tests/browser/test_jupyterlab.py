@@ -22,6 +22,8 @@ import pytest
 
 from ..conftest import LONG, SHORT
 from .jupyterlab_page import (
+    CELLS,
+    PANEL,
     SHOTS,
     cell,
     dangerous_elements,
@@ -53,6 +55,15 @@ def shot(page: Any, name: str, locator: Any = None) -> None:
 
 def style(locator: Any, prop: str) -> str:
     return str(locator.evaluate(f"(el) => getComputedStyle(el).{prop}"))
+
+
+def wait_kernel_idle(page: Any, timeout_ms: int = 30_000) -> None:
+    page.wait_for_function(
+        "(panel) => document.querySelector(panel + ' .jp-Notebook-ExecutionIndicator')?.dataset.status === 'idle'",
+        arg=PANEL,
+        timeout=timeout_ms,
+        polling=100,
+    )
 
 
 def pixels(value: str) -> float:
@@ -101,7 +112,7 @@ def test_answer_streams_into_the_cell_then_the_footer(page: Any, lab: Any, real_
     body = answer.locator(".ollama-magic > p").first
     assert "Hey now!" in body.inner_text()
     footer_text = footer.inner_text()
-    for word in (LONG, f"{STREAM_TOKENS} tokens", "tok/s", "length"):
+    for word in (LONG, f"{STREAM_TOKENS} tokens", "tok/s", f"cut at --num-predict {STREAM_TOKENS}"):
         assert word in footer_text, f"{word!r} missing from the footer {footer_text!r}"
     assert looks_secondary(footer, body), "the footer should look small and grey under the answer"
     shot(page, "a-streaming-final", cell(page, 1))
@@ -228,7 +239,7 @@ def test_shared_untrusted_notebook_still_shows_answer_and_footer(page: Any, lab:
     """A notebook someone else saved is untrusted here: its HTML outputs are sanitized."""
     from ollama_magic.render import Answer
 
-    footer_line = f"{SHORT} · 9 tokens · 31.0 tok/s · prompt 4 tokens · total 319 ms · load 24 ms · stop"
+    footer_line = f"{SHORT} · 9 tokens · 31.0 tok/s · prompt 4 tokens · total 319 ms · load 24 ms"
     bundle = Answer("Hey now!", footer=footer_line)._repr_mimebundle_()
     path = write_notebook(lab.root / "shared.ipynb", f"%%generate -m {SHORT}\nhi")
     nb = nbformat.read(path, as_version=4)
@@ -272,5 +283,144 @@ def test_format_json_shows_pretty_json(page: Any, lab: Any, real_host: str) -> N
     footer = answer.locator(".ollama-magic-footer")
     assert footer.is_visible() and SHORT in footer.inner_text()
     assert looks_secondary(footer, code)
-    tree = cell(page, 1).locator(".jp-OutputArea-output.jp-RenderedJSON")
-    assert tree.count() == 1  # the parsed answer as a collapsible tree, below the answer
+    # The data once, then the footer: no second copy (a JSON tree) under the footer.
+    assert cell(page, 1).locator(".jp-OutputArea-output.jp-RenderedJSON").count() == 0
+    assert cell(page, 1).locator(".jp-OutputArea-output").count() == 1
+
+
+# -- f: waiting, the cursor, the footer's words, interrupts ---------------------------------
+
+
+def interrupt_kernel(page: Any) -> None:
+    """Kernel > Interrupt Kernel, as a person would."""
+    page.click(".lm-MenuBar-itemLabel:text-is('Kernel')")
+    page.click(".lm-Menu-itemLabel:text-is('Interrupt Kernel')")
+
+
+def error_output(page: Any, index: int) -> Any:
+    return cell(page, index).locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+
+
+@pytest.fixture
+def slow_ollama(fake_ollama: Any) -> str:
+    """A fake Ollama: ``slow`` says nothing for 2.6 s (a model loading), then streams six
+    words slowly and stops at its num_predict; ``sleepy`` says nothing for 20 s; any other
+    model answers at once."""
+    from werkzeug.wrappers import Response
+
+    def respond(request: Any) -> Response:
+        body = json.loads(request.data or b"{}")
+        model = body.get("model")
+
+        def line(obj: dict[str, Any]) -> bytes:
+            return (json.dumps({"model": model, "created_at": "2026-11-26T12:00:00Z", **obj}) + "\n").encode()
+
+        def lines() -> Iterator[bytes]:
+            words = ["Hey", " now,", " this", " answer", " streams", " slowly."] if model == "slow" else ["Hey now!"]
+            if model == "sleepy":
+                for _ in range(200):
+                    time.sleep(0.1)
+            if model == "slow":
+                time.sleep(2.6)
+            for word in words:
+                yield line({"response": word, "done": False})
+                if model == "slow":
+                    time.sleep(0.35)
+            reason = "length" if model == "slow" else "stop"
+            stats = {"total_duration": 4_000_000_000, "load_duration": 2_500_000_000, "prompt_eval_count": 5}
+            stats.update(prompt_eval_duration=20_000_000, eval_count=len(words), eval_duration=900_000_000)
+            yield line({"response": "", "done": True, "done_reason": reason, "context": [1, 2, 3], **stats})
+
+        return Response(lines(), mimetype="application/x-ndjson")
+
+    fake_ollama.expect_request("/api/generate", method="POST").respond_with_handler(respond)
+    return f"127.0.0.1:{fake_ollama.port}"
+
+
+def test_waiting_line_then_answer_with_cursor_then_footer_and_note(page: Any, lab: Any, slow_ollama: str) -> None:
+    write_notebook(
+        lab.root / "waiting.ipynb",
+        LOAD,
+        f"%%generate -m slow --host {slow_ollama} --num-predict 6\nhi",
+        f"%%generate -m other --host {slow_ollama}\nhi again",
+    )
+    open_notebook(page, lab.notebook_url("waiting.ipynb"))
+    run_all_cells(page)
+    waiting = cell(page, 1).locator(".ollama-magic-waiting")
+    waiting.wait_for(state="visible", timeout=30_000)
+    assert waiting.inner_text().startswith("Waiting for slow (loading it if needed)… ")
+    # The seconds count up while the kernel is blocked reading the socket.
+    page.wait_for_function(
+        "(cells) => /… [1-9]\\d* s$/.test(document.querySelectorAll(cells)[1]"
+        "?.querySelector('.ollama-magic-waiting')?.innerText || '')",
+        arg=CELLS,
+        timeout=30_000,
+    )
+    shot(page, "f-waiting", cell(page, 1))
+
+    cursor = cell(page, 1).locator(".ollama-magic-cursor")
+    cursor.wait_for(state="visible", timeout=30_000)
+    assert waiting.count() == 0  # the answer replaced the waiting line
+    shot(page, "f-cursor", cell(page, 1))
+    box = cursor.bounding_box()
+    paragraph = cell(page, 1).locator(".ollama-magic > p").last.bounding_box()
+    assert box is not None and paragraph is not None
+    assert box["width"] >= 3 and box["height"] >= 8  # drawn by CSS: no font can lack it
+    assert paragraph["y"] <= box["y"] <= paragraph["y"] + paragraph["height"]  # on the text's line
+
+    footer = wait_footer(page, 1)
+    assert cursor.count() == 0 and waiting.count() == 0  # neither is in the final output
+    assert "cut at --num-predict 6" in footer.inner_text() and "length" not in footer.inner_text()
+    second = wait_footer(page, 2)
+    note = cell(page, 2).locator(".ollama-magic-note")
+    assert note.inner_text() == "new conversation: the context of slow cannot continue with other"
+    assert "new conversation" not in second.inner_text()
+    footer_box, note_box = second.bounding_box(), note.bounding_box()
+    assert footer_box is not None and note_box is not None
+    assert note_box["y"] >= footer_box["y"] + footer_box["height"] - 1  # a line of its own, under the footer
+    assert footer_box["height"] < 1.6 * note_box["height"]  # the footer did not wrap
+    shot(page, "f-footer-and-note", cell(page, 2))
+
+
+def test_interrupt_before_the_answer_began_is_one_calm_line_and_run_all_stops(
+    page: Any, lab: Any, slow_ollama: str
+) -> None:
+    write_notebook(lab.root / "sleepy.ipynb", LOAD, f"%%generate -m sleepy --host {slow_ollama}\nhi", "print('after')")
+    open_notebook(page, lab.notebook_url("sleepy.ipynb"))
+    run_all_cells(page)
+    cell(page, 1).locator(".ollama-magic-waiting").wait_for(state="visible", timeout=30_000)
+    interrupt_kernel(page)
+    error = error_output(page, 1)
+    error.wait_for(state="visible", timeout=30_000)
+    wait_kernel_idle(page)
+    shot(page, "f-interrupted-before-text", cell(page, 1))
+    text = cell(page, 1).locator(".jp-OutputArea").inner_text()
+    assert error.inner_text().strip() == "Interrupted before the answer began; the conversation is unchanged."
+    assert "Waiting" not in text and "kept" not in text and "GenerationInterrupted" not in text
+    assert text.count("nterrupted") == 1  # one message
+    assert cell(page, 2).locator(".jp-OutputArea-output").count() == 0  # Run All stopped at the failed cell
+
+
+def test_interrupt_mid_answer_keeps_it_with_one_calm_line(page: Any, lab: Any, real_host: str) -> None:
+    source = f"%%generate -m {LONG} --num-predict 100000 --options '{{\"num_thread\": 1}}'\nGo"
+    write_notebook(lab.root / "interrupt.ipynb", LOAD, source, "print('after')")
+    open_notebook(page, lab.notebook_url("interrupt.ipynb"))
+    run_all_cells(page)
+    page.wait_for_function(
+        "(cells) => (document.querySelectorAll(cells)[1]?.querySelector('.ollama-magic')?.innerText || '')"
+        ".length > 300",
+        arg=CELLS,
+        timeout=60_000,
+    )
+    interrupt_kernel(page)
+    error = error_output(page, 1)
+    error.wait_for(state="visible", timeout=30_000)
+    wait_kernel_idle(page)
+    shot(page, "f-interrupted-mid-answer", cell(page, 1))
+    assert error.inner_text().strip() == "Interrupted: the answer so far is kept; the conversation is unchanged."
+    answer = output(page, 1)
+    assert "Hey now! Hey now!" in answer.inner_text()  # what had arrived
+    text = cell(page, 1).locator(".jp-OutputArea").inner_text()
+    assert text.count("nterrupted") == 1 and "GenerationInterrupted" not in text and "⏹" not in text
+    assert answer.locator(".ollama-magic-cursor").count() == 0
+    assert cell(page, 2).locator(".jp-OutputArea-output").count() == 0  # Run All stopped at the failed cell

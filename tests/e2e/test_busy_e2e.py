@@ -97,7 +97,9 @@ def test_a_full_queue_is_waited_out_with_the_wait_shown_in_the_cell(crowded_serv
     assert result.text == HEY and result.complete
     assert result.busy_retries >= 1
     shown = [m["data"]["text/plain"] for m in real_nb.publisher.messages if "data" in m]
-    assert shown[0].startswith("\nserver busy: retry 1 of 30 in ")
+    first_busy = next(i for i, t in enumerate(shown) if "server busy" in t)
+    assert all(t.startswith("Waiting for ") for t in shown[:first_busy])  # only the waiting line before it
+    assert "server busy: retry 1 of 30 in " in shown[first_busy].splitlines()[-1]
     # The answer replaced the waiting line, and appears once.
     assert shown[-1].startswith(HEY) and shown[-1].count(HEY) == 1
     assert "server busy" not in shown[-1]

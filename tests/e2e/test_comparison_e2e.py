@@ -9,9 +9,7 @@ the first would be complete, footer and all, before the second showed a word).
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,55 +19,42 @@ from ollama_magic import GenerationInterrupted, compare
 
 from ..test_comparison import Columns, answer_length, columns, finished, overlapped
 from .conftest import LONG, SHORT
-from .support import HEY, free_port, ollama_server_dir, raw_generate, run
-from .test_failures_e2e import PrivateServer, clone_server_folder
+from .servers import OllamaServer, private_ollamas
+from .support import HEY, ollama_server_dir, raw_generate, run
 
 TOKENS = 400
 ONE_THREAD = '{"num_thread": 1}'
 
 
 @pytest.fixture(scope="module")
-def parallel_server(real_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServer]:
+def parallel_server(real_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OllamaServer]:
     source = ollama_server_dir(real_host)
     if source is None:
         pytest.skip("the folder of the server at OLLAMA_E2E_HOST is unknown: set OLLAMA_E2E_DIR to it")
-    target = tmp_path_factory.mktemp("parallel-ollama") / "dir"
+    root = tmp_path_factory.mktemp("parallel-ollama")
+    env = {"OLLAMA_NUM_PARALLEL": "2", "OLLAMA_MAX_LOADED_MODELS": "2"}
     try:
-        clone_server_folder(source, target)
-    except OSError as exc:
-        pytest.skip(f"cannot hard-link {source} into {target.parent}: {exc}")
-    server = PrivateServer(target, free_port())
-    saved = {k: os.environ.get(k) for k in ("OLLAMA_NUM_PARALLEL", "OLLAMA_MAX_LOADED_MODELS")}
-    os.environ.update(OLLAMA_NUM_PARALLEL="2", OLLAMA_MAX_LOADED_MODELS="2")
-    try:
-        server.start()
+        with private_ollamas(source, root, 1, env) as servers:
+            server = servers[0]
+            log = (server.folder / "serve.log").read_text(errors="replace")
+            assert "OLLAMA_NUM_PARALLEL:2" in log, "the private server did not take OLLAMA_NUM_PARALLEL=2"
+            # Both models loaded before the test, with the runner options the test uses (a
+            # different num_thread reloads a model), so neither loads while the other streams.
+            for model in (SHORT, LONG):
+                raw_generate(
+                    server.host,
+                    model=model,
+                    prompt="hi",
+                    keep_alive="10m",
+                    options={"num_predict": 1, "num_thread": 1},
+                )
+            yield server
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    try:
-        log = (target / "serve.log").read_text(errors="replace")
-        assert "OLLAMA_NUM_PARALLEL:2" in log, "the private server did not take OLLAMA_NUM_PARALLEL=2"
-        # Both models loaded before the test, with the runner options the test uses (a
-        # different num_thread reloads a model), so neither loads while the other streams.
-        for model in (SHORT, LONG):
-            raw_generate(
-                server.host, model=model, prompt="hi", keep_alive="10m", options={"num_predict": 1, "num_thread": 1}
-            )
-        yield server
-    finally:
-        if (target / "serve.pid").exists():
-            server.stop()
-        for pid in server.pids:
-            if server.running(pid):
-                os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(target, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_both_models_stream_side_by_side_and_continue_their_conversations(
-    parallel_server: PrivateServer, real_nb: Any
+    parallel_server: OllamaServer, real_nb: Any
 ) -> None:
     host = parallel_server.host
     run(real_nb, "%config GenerateMagics.update_interval = 0.0")
@@ -108,10 +93,10 @@ def test_a_missing_model_fails_in_its_column_and_the_other_answers(real_nb: Any)
     assert r[SHORT].text == HEY
     assert r.errors["no-such-model"].startswith("ModelNotFoundError: Model 'no-such-model' is not on the Ollama server")
     plain = columns(real_nb.publisher.final["text/plain"])
-    assert plain["no-such-model"].startswith("✗ ModelNotFoundError: Model 'no-such-model'")
+    assert plain["no-such-model"].startswith("Failed: ModelNotFoundError: Model 'no-such-model'")
 
 
-def test_an_interrupt_stops_both_and_the_server_is_free_at_once(parallel_server: PrivateServer) -> None:
+def test_an_interrupt_stops_both_and_the_server_is_free_at_once(parallel_server: OllamaServer) -> None:
     host = parallel_server.host
     seen: dict[str, int] = {SHORT: 0, LONG: 0}
 

@@ -54,7 +54,7 @@ def test_switching_models_starts_fresh_and_says_so(real_nb: Any) -> None:
     assert switched.stats.prompt_eval_count == FRESH  # the same template: "hi" alone
     note = f"new conversation: the context of {SHORT} cannot continue with {LONG}"
     assert switched.notes == [note]
-    assert note in real_nb.publisher.final["text/plain"]  # in the footer
+    assert f"\n  {note}" in real_nb.publisher.final["text/plain"]  # on its own line, under the footer
     back = turn(real_nb, f"-m {SHORT}")  # the thread is tiny-long's now: back to tiny is fresh too
     assert "context" not in back.request and back.stats.prompt_eval_count == FRESH
     assert back.context != second.context

@@ -160,8 +160,12 @@ def test_no_stream_shows_one_final_display_with_the_same_text(real_nb: Any) -> N
     real_nb.publisher.messages.clear()
     whole = generate_cell(real_nb, f"-m {LONG} --no-context --num-predict 60 --no-stream")
     assert whole.request["stream"] is False
-    (message,) = real_nb.publisher.messages  # no live updates: one display, complete
-    assert message["update"] is False
+    # No live updates: one display, complete (after the waiting line, if the answer was slow).
+    messages = real_nb.publisher.messages
+    *waiting, message = messages
+    assert all(m["data"]["text/plain"].startswith(f"Waiting for {LONG} ") for m in waiting)
+    assert message["update"] is bool(waiting)
+    assert len({m["transient"]["display_id"] for m in messages}) == 1
     assert whole.text == streamed.text and whole.stats.eval_count == 60
     assert message["data"]["text/plain"].startswith(whole.text + "\n— ")
     assert "60 tokens" in message["data"]["text/plain"]
