@@ -169,7 +169,11 @@ def test_every_endpoint_works_under_a_path_prefix_over_tls_with_the_institutions
     with pytest.raises(OllamaResponseError) as info:
         list(client.pull("no-such-model-for-sure"))
     assert "does not look like an Ollama server" not in str(info.value)
-    log = (proxy.folder / "access.log").read_text()
+    # nginx writes a request's line once the request is over on its side too, which for the
+    # pull (an error inside a streamed answer) can be a moment after the client has read it.
+    access_log = proxy.folder / "access.log"
+    assert wait_until(lambda: "/ollama/api/pull HTTP/1.1" in access_log.read_text(), timeout=15)
+    log = access_log.read_text()
     for path in ("version", "tags", "ps", "show", "generate", "pull"):
         assert f"/ollama/api/{path} HTTP/1.1" in log
 
