@@ -8,8 +8,9 @@ does all the displaying (IPython's display is not for other threads), so the ans
 appear in their columns as they arrive.
 
 A model that fails shows its one-line error in its column while the others go on.  An
-interrupt stops all of them: each thread is told to stop at its next token (which closes
-its connection, so Ollama stops generating) and what each had is kept.
+interrupt stops all of them through the engine's ``cancel``: every open connection is shut
+at once (so Ollama stops generating, also for a model still loading or reading the prompt)
+and what each had is kept.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ _COLUMN_STYLE = (
 _HEADER_STYLE = "font-weight:bold;margin-bottom:0.3em"
 _SUMMARY_STYLE = "opacity:0.85;font-size:0.9em;margin-top:0.6em;font-weight:bold"
 
-#: Seconds a stopped thread gets to notice it should stop before the others' results are
-#: shown without it (it still stops, at its next token, and closes its connection).
+#: Seconds a cancelled generation gets to hand back its partial result before the others'
+#: are shown without it (the engine shuts its connection at once; this only bounds a
+#: thread that is slow to be scheduled on a busy machine).
 STOP_WAIT = 3.0
 
 
@@ -169,7 +171,7 @@ def compare(
     :class:`GenerationInterrupted` whose ``partial`` is the ComparisonResult so far.
     """
     names = _check_models(models)
-    for name in ("on_chunk", "on_attempt", "on_result", "client", "model", "prompt"):
+    for name in ("on_chunk", "on_attempt", "on_result", "client", "model", "prompt", "cancel"):
         if name in fields:
             raise TypeError(f"compare() does not take {name!r}")
     _check_fields(prompt, names[0], fields)
@@ -181,8 +183,6 @@ def compare(
         started = time.monotonic()
 
         def on_chunk(piece: str, thought: str) -> None:
-            if stop.is_set():
-                raise KeyboardInterrupt  # generate() keeps the partial answer and closes the stream
             events.put(Event("chunk", model, piece=piece, thought=thought))
 
         def on_attempt(number: int, payload: dict[str, Any]) -> None:
@@ -196,6 +196,7 @@ def compare(
                 on_chunk=on_chunk,
                 on_attempt=on_attempt,
                 on_warning=lambda message: events.put(Event("warning", model, message=message)),
+                cancel=stop,
                 **fields,
             )
         except BaseException as exc:  # every failure belongs in its column, even a bug's
@@ -252,8 +253,8 @@ def compare(
                 handle(events.get(timeout=0.05))
             except queue.Empty:
                 continue
-        for model in list(pending):  # still waiting for its first token: it stops when it comes
-            handle(Event("failed", model, error=GenerationInterrupted("interrupted before its first token")))
+        for model in list(pending):  # its thread was not scheduled in time; its connection is shut
+            handle(Event("failed", model, error=GenerationInterrupted("Interrupted before the answer began.")))
         _fill(results, names)
         raise GenerationInterrupted(
             "Comparison interrupted: each model's partial answer is kept; the conversations are unchanged.",
@@ -333,6 +334,9 @@ class ComparisonView:
         self._footer = footer
         self.summary = ""
         self.results = ComparisonResult(models)
+        #: How each answer was made (provenance.py), set once the comparison is over: the
+        #: final output carries it in its metadata, as a single answer's output does.
+        self.metadata: dict[str, Any] | None = None
 
     def apply(self, event: Event) -> None:
         """Take one event into its column."""
@@ -371,7 +375,11 @@ class ComparisonView:
             self.results.errors[event.model] = message
             if interrupted:
                 self.results.interrupted = True
-                column.status = "⏹ interrupted: the partial answer is kept; the conversation is unchanged."
+                column.status = (
+                    "Interrupted: the answer so far is kept; the conversation is unchanged."
+                    if partial.text or partial.thinking
+                    else "Interrupted before the answer began; the conversation is unchanged."
+                )
             else:
                 column.status = f"Failed: {message}"
         self.summary = self.results.summary() if not self.pending() else ""
@@ -406,8 +414,9 @@ class ComparisonView:
             blocks.append(f"══ {self.summary}")
         return "\n\n".join(blocks)
 
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        return {"text/plain": self.plain(), "text/html": self.html()}
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
+        bundle = {"text/plain": self.plain(), "text/html": self.html()}
+        return (bundle, {"ollama_magic": self.metadata}) if self.metadata else bundle
 
 
 def one_line(error: BaseException | None) -> str:

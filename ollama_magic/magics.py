@@ -393,6 +393,12 @@ class GenerateMagics(Magics):
             start = starts.get(model)
             if start is not None and result.complete and not result.errors and model not in results.errors:
                 self.conversations.commit(thread_name(call.thread, model), start, result.model or model, result.context)
+        if isinstance(shown, LiveComparison):  # only a notebook output keeps metadata
+            version = self._server_version(kwargs["host"])
+            view.metadata = {
+                "comparison": [provenance(r, thread=r.thread, server_version=version) for r in results.values()]
+            }
+            shown.show()
         if call.out:
             self.shell.user_ns[call.out] = results
         if len(results.errors) == len(call.models):

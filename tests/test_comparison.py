@@ -308,6 +308,28 @@ def test_an_interrupt_stops_every_model_and_keeps_what_each_had(multi: ModelFake
     assert multi.sent["alpha"] < 100 and multi.sent["beta"] < 100
 
 
+def test_an_interrupt_also_stops_a_model_that_has_not_answered_yet(multi: ModelFake) -> None:
+    multi.answer("alpha", " ".join(["a"] * 200), [1], delay=0.02)
+    multi.answer("silent", "late words", [2], delay=2.0)  # still loading, say: nothing for 2 s
+    chunks = {"alpha": 0}
+
+    def interrupt_midway(event: Any) -> None:
+        if event.kind == "chunk":
+            chunks[event.model] += 1
+            if chunks["alpha"] >= 3:
+                raise KeyboardInterrupt
+
+    with pytest.raises(GenerationInterrupted) as info:
+        compare("Go", ["alpha", "silent"], host=multi.host, on_event=interrupt_midway)
+    partial = info.value.partial
+    # The engine's own stop (its connection shut while it waited), not a column given up on.
+    assert partial.errors["silent"] == (
+        "GenerationInterrupted: Interrupted before the answer began; the conversation is unchanged."
+    )
+    assert partial["silent"].text == "" and not partial["silent"].complete
+    assert partial["alpha"].text.startswith("a a a")
+
+
 def test_logprobs_are_shown_in_each_column(nb: Any, multi: ModelFake) -> None:
     from .test_newest_fields import entry
 

@@ -1,10 +1,16 @@
 """Several models in one cell against the real Ollama: both test models at once.
 
 A private server (a clone of the shared server's folder, as in test_failures_e2e.py) is
-started with ``OLLAMA_NUM_PARALLEL=2`` so the two models really run side by side; the
-interleaving is proven from the display updates: one shows tiny-long's answer begun while
-tiny's is unfinished, and one the other way round (were they run one after the other,
-the first would be complete, footer and all, before the second showed a word).
+started with ``OLLAMA_NUM_PARALLEL=2`` so the models really run side by side.
+
+The interleaving is proven from the display updates between two long answers: tiny-long
+and its twin (a copy under another name, made on the private server with /api/copy), each
+400 tokens. One update shows the first's answer begun while the second's is unfinished,
+and one the other way round; were they run one after the other, the first would be
+complete, footer and all, before the second showed a word. Two long streams make the
+proof independent of how busy the machine is: tiny's whole answer is a few tokens, which a
+loaded machine can finish before tiny-long's first token, so tiny proves the columns
+finish independently instead (its footer is shown while tiny-long still streams).
 """
 
 from __future__ import annotations
@@ -14,15 +20,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from ollama_magic import GenerationInterrupted, compare
 
 from ..test_comparison import Columns, answer_length, columns, finished, overlapped
 from .conftest import LONG, SHORT
 from .servers import OllamaServer, private_ollamas
-from .support import HEY, ollama_server_dir, raw_generate, run
+from .support import HEY, ollama_server_dir, raw_generate, run, url
 
 TOKENS = 400
+TWIN = "tiny-long-twin"
 ONE_THREAD = '{"num_thread": 1}'
 
 
@@ -38,9 +46,15 @@ def parallel_server(real_host: str, tmp_path_factory: pytest.TempPathFactory) ->
             server = servers[0]
             log = (server.folder / "serve.log").read_text(errors="replace")
             assert "OLLAMA_NUM_PARALLEL:2" in log, "the private server did not take OLLAMA_NUM_PARALLEL=2"
-            # Both models loaded before the test, with the runner options the test uses (a
-            # different num_thread reloads a model), so neither loads while the other streams.
-            for model in (SHORT, LONG):
+            copied = requests.post(
+                f"{url(server.host)}/api/copy", json={"source": LONG, "destination": TWIN}, timeout=30
+            )
+            assert copied.status_code == 200, copied.text
+            # The models loaded before the test, with the runner options the test uses (a
+            # different num_thread reloads a model), so none loads while another streams.
+            # The twin shares tiny-long's file, so Ollama runs both in one runner, in its
+            # two parallel slots: their tokens come out of the same decoding steps.
+            for model in (SHORT, LONG, TWIN):
                 raw_generate(
                     server.host,
                     model=model,
@@ -58,30 +72,34 @@ def test_both_models_stream_side_by_side_and_continue_their_conversations(
 ) -> None:
     host = parallel_server.host
     run(real_nb, "%config GenerateMagics.update_interval = 0.0")
-    cell = f"%%generate -m {LONG} -m {SHORT} --host {host} --num-predict {TOKENS} --options '{ONE_THREAD}' -o r\nhi"
+    models = f"-m {LONG} -m {TWIN} -m {SHORT}"
+    cell = f"%%generate {models} --host {host} --num-predict {TOKENS} --options '{ONE_THREAD}' -o r\nhi"
     assert run(real_nb, cell).success
     updates = [m["data"] for m in real_nb.publisher.messages if "data" in m]
     seen = [columns(u["text/plain"]) for u in updates]
-    # tiny-long's answer had begun while tiny was unfinished, and the other way round.
-    summary = [(answer_length(c[LONG]), finished(c[LONG]), answer_length(c[SHORT]), finished(c[SHORT])) for c in seen]
-    assert overlapped(seen, LONG, SHORT), summary
+    # tiny-long's answer had begun while its twin's was unfinished, and the other way round.
+    summary = [(answer_length(c[LONG]), finished(c[LONG]), answer_length(c[TWIN]), finished(c[TWIN])) for c in seen]
+    assert overlapped(seen, LONG, TWIN), summary
+    # tiny's column was complete, footer and all, while tiny-long's was still streaming.
+    assert any(finished(c[SHORT]) and answer_length(c[LONG]) > 0 and not finished(c[LONG]) for c in seen)
 
     r = real_nb.user_ns["r"]
-    assert list(r) == [LONG, SHORT] and r.errors == {}
+    assert list(r) == [LONG, TWIN, SHORT] and r.errors == {}
     assert r[SHORT].text == HEY and r[SHORT].done_reason == "stop"
-    assert r[LONG].stats.eval_count == TOKENS and r[LONG].done_reason == "length"
-    assert r[LONG].text.startswith("Hey now! Hey now!")
+    for model in (LONG, TWIN):
+        assert r[model].stats.eval_count == TOKENS and r[model].done_reason == "length"
+        assert r[model].text.startswith("Hey now! Hey now!")
     final = Columns(updates[-1]["text/html"])
-    assert final.headers == [LONG, SHORT]
-    assert [f.split(" · ")[0] for f in final.footers] == [LONG, SHORT]
+    assert final.headers == [LONG, TWIN, SHORT]
+    assert [f.split(" · ")[0] for f in final.footers] == [LONG, TWIN, SHORT]
     assert final.summary.startswith(f"fastest: {SHORT} · {LONG} ") and "tok/s" in final.summary
 
     # A second cell continues each model's own conversation, as the server sees it.
     run(real_nb, "%config GenerateMagics.update_interval = 0.05")
-    again = f"%%generate -m {LONG} -m {SHORT} --host {host} --num-predict 5 -o r2\nhi"
+    again = f"%%generate {models} --host {host} --num-predict 5 -o r2\nhi"
     assert run(real_nb, again).success
     r2 = real_nb.user_ns["r2"]
-    for model in (LONG, SHORT):
+    for model in (LONG, TWIN, SHORT):
         assert r2[model].request["context"] == r[model].context
         reference = raw_generate(host, model=model, prompt="hi", context=r[model].context, options={"num_predict": 5})
         assert r2[model].stats.prompt_eval_count == reference["prompt_eval_count"]
