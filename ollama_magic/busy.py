@@ -16,6 +16,7 @@ from __future__ import annotations
 import email.utils
 import math
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +37,21 @@ BUSY_STATUSES = (429, 503)
 
 #: Waits go through this function; tests replace it to record instead of sleeping.
 sleep: Callable[[float], None] = time.sleep
+
+
+def wait(seconds: float, stop: threading.Event | None = None) -> bool:
+    """Wait before asking a busy server again; True if ``stop`` was set meanwhile.
+
+    A request that can be stopped (the panel's Stop, a batch's Ctrl-C, a comparison's
+    interrupt) waits on its ``stop`` event, so a stop during a 30-second backoff ends it at
+    once; any other wait goes through :data:`sleep`.
+    """
+    if stop is None:
+        sleep(seconds)
+        return False
+    return stop.wait(seconds)
+
+
 _random = random.Random()
 
 

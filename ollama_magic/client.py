@@ -265,7 +265,9 @@ class OllamaClient:
             wait = busy.wait_before(retried, retry_after)
             if self.on_retry is not None:
                 self.on_retry(BusyRetry(retried, self.busy_retries, wait, response.status_code, reason))
-            busy.sleep(wait)
+            handle = getattr(_opening, "handle", None)  # a request another thread may stop
+            if busy.wait(wait, handle.ended if handle is not None else None):
+                raise OllamaConnectionError(f"The request to {self.base_url} was stopped while the server was busy.")
             waited += wait
         if response.status_code >= 400:
             try:
@@ -519,6 +521,8 @@ class OpenRequest:
         self._lock = threading.Lock()
         self._connection: Any = None
         self.closed = False
+        #: Set by :meth:`close`: a busy server's backoff waits on it, so a stop ends it too.
+        self.ended = threading.Event()
 
     def attach(self, connection: Any) -> None:
         """Called by the client with the connection the request uses."""
@@ -533,6 +537,7 @@ class OpenRequest:
         """End the request now (from any thread)."""
         with self._lock:
             self.closed = True
+            self.ended.set()
             # The socket as connected: http.client drops ``sock`` from the connection once
             # a response that will close takes it over, but the socket is still the one read.
             sock = getattr(self._connection, "opened_sock", None) or getattr(self._connection, "sock", None)

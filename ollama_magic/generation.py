@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from . import auth, features, structured
 from .busy import BusyRetry, RetryCallback
@@ -249,14 +250,14 @@ def _stream_one(
     remote: dict[str, Any] = {}
     final: dict[str, Any] | None = None
     model = payload["model"]
-    watcher = _CancelWatcher(cancel) if cancel is not None else None
+    handle = _CancelWatcher.guard(cancel) if cancel is not None else None
     try:
         if cancel is not None and cancel.is_set():
             raise _Cancelled
         # Closed explicitly (not left to garbage collection), so an interrupt or an error
         # drops the connection at once and Ollama stops generating.
-        if watcher is not None:
-            stream = client.generate_stream_closable(payload, watcher.handle)
+        if handle is not None:
+            stream = client.generate_stream_closable(payload, handle)
         else:
             stream = client.generate_stream(payload)
         try:
@@ -323,8 +324,8 @@ def _stream_one(
         )  # type: ignore[attr-defined]
         raise
     finally:
-        if watcher is not None:
-            watcher.done()
+        if handle is not None:
+            _CancelWatcher.release(cancel, handle)  # type: ignore[arg-type]
     return _result(parts, thinking, model, {**remote, **final}, payload, complete=True, logprobs=logprobs)
 
 
@@ -341,30 +342,67 @@ def _interrupted(partial: GenerationResult) -> GenerationInterrupted:
 
 
 class _CancelWatcher:
-    """Watches ``cancel`` from a small thread and shuts the connection the moment it is set.
+    """Watches one ``cancel`` from a small thread and shuts every connection it guards the
+    moment it is set.
 
-    The thread that reads the stream may be blocked in a read for as long as the server is
-    silent; only shutting the socket from outside wakes it.  Closing is repeated until the
-    generation ends, in case the connection was still being made at the first try.
+    The thread that reads a stream may be blocked in a read for as long as the server is
+    silent; only shutting the socket from outside wakes it.  Closing is repeated while the
+    cancel stays set, in case a connection was still being made at the first try.
+
+    One watcher (and one thread) serves every generation that shares a ``cancel``, as a
+    batch's items or a comparison's models do: a thread started per answer would cost
+    more than the rest of a short answer's handling.  The thread lingers a moment after its
+    last generation, so one-after-another generations reuse it, then ends.
     """
 
     POLL = 0.05
+    LINGER = 1.0
+    _registry: ClassVar[dict[int, _CancelWatcher]] = {}
+    _registry_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, cancel: Cancel) -> None:
-        self.cancel = cancel
-        self.handle = OpenRequest()
-        self._finished = threading.Event()
+        self.cancel = cancel  # held, so its id cannot be reused while this watcher is registered
+        self._handles: set[OpenRequest] = set()
         self._thread = threading.Thread(target=self._watch, name="ollama-magic-cancel", daemon=True)
-        self._thread.start()
+
+    @classmethod
+    def guard(cls, cancel: Cancel) -> OpenRequest:
+        """A handle for one request, closed when ``cancel`` is set; give it back with :meth:`release`."""
+        handle = OpenRequest()
+        with cls._registry_lock:
+            watcher = cls._registry.get(id(cancel))
+            if watcher is None:
+                watcher = cls._registry[id(cancel)] = cls(cancel)
+                watcher._thread.start()
+            watcher._handles.add(handle)
+        return handle
+
+    @classmethod
+    def release(cls, cancel: Cancel, handle: OpenRequest) -> None:
+        with cls._registry_lock:
+            watcher = cls._registry.get(id(cancel))
+            if watcher is not None:
+                watcher._handles.discard(handle)
 
     def _watch(self) -> None:
-        while not self._finished.is_set():
+        idle_since: float | None = None
+        while True:
             if self.cancel.wait(self.POLL):
-                self.handle.close()
-                self._finished.wait(self.POLL)
-
-    def done(self) -> None:
-        self._finished.set()
+                with self._registry_lock:
+                    handles = list(self._handles)
+                for handle in handles:
+                    handle.close()
+                time.sleep(self.POLL)  # the cancel stays set: do not spin
+            with self._registry_lock:
+                if self._handles:
+                    idle_since = None
+                    continue
+                now = time.monotonic()
+                if idle_since is None:
+                    idle_since = now
+                elif now - idle_since >= self.LINGER:
+                    del self._registry[id(self.cancel)]
+                    return
 
 
 def _text(value: Any) -> str | None:
@@ -387,7 +425,8 @@ def _result(
     # (a context that is not a list of token ids would be sent back with the next turn).
     answered_model = final.get("model")
     context = final.get("context")
-    if not (isinstance(context, list) and all(isinstance(t, int) and not isinstance(t, bool) for t in context)):
+    # (set(map(type, ...)) runs in C: a long context is checked at a fraction of a loop's cost.)
+    if not (isinstance(context, list) and set(map(type, context)) <= {int}):
         context = None
     done_reason = final.get("done_reason")
     return GenerationResult(

@@ -13,6 +13,7 @@ are a clear error rather than silently dropped.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
@@ -84,7 +85,14 @@ def parse(host: str | None, source: str = "The Ollama host") -> Host:
     """Parse ``host`` into a :class:`Host`; a :class:`HostError` (one line, redacted) if it cannot be one.
 
     ``source`` names where the value came from (``OLLAMA_HOST``, ``--host``...) in errors.
+    Every request resolves its host again (``OLLAMA_HOST`` may have changed), so the
+    parsing is remembered: a :class:`Host` is immutable, and errors are never cached.
     """
+    return _parse(host, source)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse(host: str | None, source: str) -> Host:
     text = (host or "").strip()
     shown = redact(text)
     if not text:

@@ -89,7 +89,7 @@ def test_a_bad_item_fails_alone_and_bad_arguments_send_nothing(echo: EchoOllama,
 def test_busy_retries_pass_through_to_the_engine(echo: EchoOllama, monkeypatch: pytest.MonkeyPatch) -> None:
     from ollama_magic import busy
 
-    monkeypatch.setattr(busy, "sleep", lambda seconds: None)
+    monkeypatch.setattr(busy, "wait", lambda seconds, stop=None: False)  # a batch's waits can be stopped
     results = generate_many(["busy a", "b"], "tiny", host=echo.host, busy_retries=2, progress=False)
     assert [r.text for r in results] == ["echo: busy a", "echo: b"]
     assert results[0].busy_retries == 1

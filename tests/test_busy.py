@@ -26,9 +26,16 @@ BUSY = "server busy, please try again.  maximum pending requests exceeded"
 
 @pytest.fixture
 def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The waits the client would sleep, recorded instead of slept."""
+    """The waits the client would sleep, recorded instead of slept (also the waits of a
+    request that can be stopped, as the panel's are: those report whether it was)."""
     recorded: list[float] = []
+
+    def stoppable(seconds: float, stop: Any = None) -> bool:
+        recorded.append(seconds)
+        return stop is not None and stop.is_set()
+
     monkeypatch.setattr(busy, "sleep", recorded.append)
+    monkeypatch.setattr(busy, "wait", stoppable)
     return recorded
 
 

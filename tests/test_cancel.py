@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pytest_httpserver import HTTPServer
 from werkzeug.wrappers import Response
 
 from ollama_magic import GenerationInterrupted, generate
@@ -128,3 +129,80 @@ def test_a_failure_is_still_a_failure_with_cancel(fake: FakeOllama) -> None:
 
 
 assert _stream_one  # the engine's one streaming function is what takes cancel
+
+
+def test_generations_sharing_a_cancel_share_one_watcher_and_all_stop() -> None:
+    """A batch's items (or a comparison's models) share one cancel: one small thread
+    watches it for all of them, and setting it ends every one still open."""
+    release = threading.Event()
+    begun: list[bool] = []
+
+    def respond(request: Any) -> Response:
+        def lines() -> Iterator[bytes]:
+            yield (json.dumps(chunk("Begun")) + "\n").encode()
+            begun.append(True)
+            release.wait(SILENCE)
+
+        return Response(lines(), mimetype="application/x-ndjson")
+
+    server = HTTPServer(threaded=True)  # three requests open at once
+    server.expect_request("/api/generate", method="POST").respond_with_handler(respond)
+    server.start()
+    cancel = threading.Event()
+    outcomes: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            generate("Hi", "tiny", host=f"127.0.0.1:{server.port}", timeout=SILENCE * 2, cancel=cancel)
+        except BaseException as exc:
+            outcomes.append(exc)
+
+    workers = [threading.Thread(target=one, daemon=True) for _ in range(3)]
+    earlier = set(threading.enumerate())  # an earlier test's watcher may still be lingering
+    try:
+        for worker in workers:
+            worker.start()
+        assert wait_for(lambda: len(begun) == 3)
+        watchers = [t for t in threading.enumerate() if t.name == "ollama-magic-cancel" and t not in earlier]
+        assert len(watchers) == 1
+        cancel.set()
+        for worker in workers:
+            worker.join(SILENCE / 3)
+        assert len(outcomes) == 3 and all(isinstance(o, GenerationInterrupted) for o in outcomes)
+        assert all(o.partial.text == "Begun" for o in outcomes)  # type: ignore[attr-defined]
+        # The watcher ends once nothing is left to watch.
+        assert wait_for(lambda: not watchers[0].is_alive(), timeout=10)
+    finally:
+        release.set()
+        server.clear()
+        server.stop()
+
+
+def wait_for(predicate: Any, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_cancel_ends_a_busy_servers_backoff_at_once(fake: FakeOllama) -> None:
+    """A stop while waiting out a 503 (Retry-After: 25 s here) does not wait it out."""
+    fake.answers.append(
+        lambda body: Response(
+            json.dumps({"error": "server busy, please try again.  maximum pending requests exceeded"}),
+            status=503,
+            mimetype="application/json",
+            headers={"Retry-After": "25"},
+        )
+    )
+    fake.reply()  # what a retry would get: it must never be asked for
+    cancel = threading.Event()
+    retries: list[Any] = []
+    fired = stop_after(cancel, 0.3)
+    with pytest.raises(GenerationInterrupted) as info:
+        generate("Hi", "tiny", host=fake.host, cancel=cancel, on_retry=retries.append)
+    assert time.monotonic() - fired[0] < 10  # not the 25 s the server asked for
+    assert len(retries) == 1 and len(fake.requests) == 1
+    assert info.value.partial.error == "Interrupted before the answer began; the conversation is unchanged."
