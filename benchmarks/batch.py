@@ -8,9 +8,12 @@
    the per-item overhead measured with no server delay at concurrency 1 (target < 1 ms).
 2. The same batch with a cache: first run (answers stored), then the re-run served from
    the cache (target: under 5% of the first run's time).
-3. With ``--real``: a private real Ollama (a clone of the shared server's folder, started
-   with ``OLLAMA_NUM_PARALLEL=2``) and the tiny model, 20 items at concurrency 1 and 2.
-   Needs ``OLLAMA_E2E_HOST`` and ``OLLAMA_E2E_DIR`` as for the end-to-end tests.
+3. With ``--real``: two private real Ollama servers (clones of the shared server's folder,
+   each started with ``OLLAMA_NUM_PARALLEL=2``, one thread per model runner), 40 items of
+   ``tiny`` and of ``tiny-long`` (``--real-tokens`` tokens each): one server at concurrency 1 and 2, then Debian's nginx
+   with the shipped ``examples/nginx/ollama-classroom.conf`` in front of both at 2 and 4,
+   with how nginx split the answers.  Needs ``OLLAMA_E2E_HOST`` and ``OLLAMA_E2E_DIR`` as
+   for the end-to-end tests, and nginx (``scripts/nginx-deps``).
 
 Prints Markdown tables and a targets table (MISSED next to a target not met); exits 0
 unless a benchmark crashed.  Best of several rounds: other work on a machine only adds time.
@@ -29,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -281,52 +285,66 @@ def local_benchmarks(args: argparse.Namespace, targets: list[tuple[str, str, str
 
 
 def real_benchmark(args: argparse.Namespace, targets: list[tuple[str, str, str, bool]]) -> None:
+    """One real server, concurrency 1 and 2; then nginx in front of two, concurrency 2 and 4."""
     host, source = os.environ.get("OLLAMA_E2E_HOST"), os.environ.get("OLLAMA_E2E_DIR")
-    print("\n## A real Ollama 0.9.3 with OLLAMA_NUM_PARALLEL=2, the tiny model\n")
+    print("\n## A real Ollama 0.9.3 (OLLAMA_NUM_PARALLEL=2 each): one server, and two behind nginx\n")
     if not host or not source:
         print("skipped: set OLLAMA_E2E_HOST and OLLAMA_E2E_DIR (the shared server's folder) to run it")
         return
     sys.path.insert(0, str(REPO))
-    from tests.e2e.servers import clone_server_folder
-    from tests.e2e.support import free_port
+    from tests.e2e.servers import private_ollamas, running_nginx
 
-    folder = Path(tempfile.mkdtemp(prefix="ollama-magic-bench-real-")) / "dir"
-    clone_server_folder(Path(source), folder)
-    port = free_port()
-    script = REPO / "scripts" / "local-ollama"
-    env = {**os.environ, "OLLAMA_NUM_PARALLEL": "2"}
-    pid = None
+    root = Path(tempfile.mkdtemp(prefix="ollama-magic-bench-real-"))
+    n = args.real_items
+    prompts = [f"Item {i}: say hello." for i in range(n)]
+    # tiny answers in a few tokens (the client's and the server's per-request costs show);
+    # tiny-long writes --real-tokens tokens (the model's work dominates).  Every runner gets
+    # one thread, standing for a machine of its own: two servers on this one machine with
+    # llama.cpp's default (a thread per core each) oversubscribe the cores, and its threads,
+    # which spin while they wait for each other, then run 20-30x slower than one server.
+    one = {"num_thread": 1}
+    workloads = [("tiny", {"options": one}), ("tiny-long", {"options": {**one, "num_predict": args.real_tokens}})]
     try:
-        subprocess.run(
-            [str(script), "start", "--dir", str(folder), "--port", str(port)],
-            env=env,
-            check=True,
-            capture_output=True,
-            timeout=300,
-        )
-        pid = int((folder / "serve.pid").read_text().strip())
-        real = f"127.0.0.1:{port}"
-        n = args.real_items
-        prompts = [f"Item {i}: say hello." for i in range(n)]
-        generate_many(prompts[:4], "tiny", host=real, concurrency=2, progress=False)  # load the model
-        rows = []
-        times: dict[int, list[float]] = {1: [], 2: []}
-        for _ in range(args.real_rounds):
-            for k in (1, 2):
-                start = time.perf_counter()
-                results = generate_many(prompts, "tiny", host=real, concurrency=k, progress=False)
-                times[k].append(time.perf_counter() - start)
-                assert not results.failed, results.summary()
-        for k in (1, 2):
-            rows.append([k, best(times[k]), f"{n / min(times[k]):.2f}"])
-        speedup = min(times[1]) / min(times[2])
-        rows.append(["speed-up 2 vs 1", f"{speedup:.2f}x", ""])
-        print(table(["concurrency", f"time for {n} items", "items/s"], rows))
-        targets.append(("real server: concurrency 2 vs 1 (NUM_PARALLEL=2)", "report", f"{speedup:.2f}x", True))
+        with (
+            private_ollamas(Path(source), root, 2, {"OLLAMA_NUM_PARALLEL": "2"}) as servers,
+            running_nginx(root / "nginx", [s.host for s in servers]) as proxy,
+        ):
+            setups = [("one server", servers[0].host, (1, 2)), ("nginx, two servers", proxy.host, (2, 4))]
+            for server in servers:  # load both models on both servers first
+                for model, fields in workloads:
+                    generate_many(prompts[:2], model, host=server.host, concurrency=2, progress=False, **fields)
+            rows = []
+            for model, fields in workloads:
+                times: dict[tuple[str, int], list[float]] = {}
+                split: Counter[str] = Counter()
+                for _ in range(args.real_rounds):
+                    for name, where, ks in setups:
+                        for k in ks:
+                            before = len(proxy.log_entries())
+                            start = time.perf_counter()
+                            results = generate_many(prompts, model, host=where, concurrency=k, progress=False, **fields)
+                            times.setdefault((name, k), []).append(time.perf_counter() - start)
+                            assert not results.failed, results.summary()
+                            if where == proxy.host:
+                                split.update(e["upstream"] for e in proxy.log_entries()[before:])
+                base = min(times[("one server", 1)])
+                for (name, k), seconds in times.items():
+                    rows.append(
+                        [model, name, k, best(seconds), f"{n / min(seconds):.2f}", f"{base / min(seconds):.2f}x"]
+                    )
+                one_2 = base / min(times[("one server", 2)])
+                two_4 = base / min(times[("nginx, two servers", 4)])
+                targets.append((f"{model}: one server, concurrency 2 vs 1", "report", f"{one_2:.2f}x", True))
+                targets.append(
+                    (f"{model}: nginx + two servers at 4 vs one server at 1", "report", f"{two_4:.2f}x", True)
+                )
+                shares = " / ".join(str(c) for _, c in sorted(split.items()))
+                rows.append([model, "answers per upstream (nginx log)", "", shares, "", ""])
+            print(
+                table(["model", "where", "concurrency", f"time for {n} items", "items/s", "vs one server at 1"], rows)
+            )
     finally:
-        if pid is not None:
-            subprocess.run([str(script), "stop", "--dir", str(folder)], capture_output=True, timeout=120, check=False)
-        shutil.rmtree(folder.parent, ignore_errors=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def main() -> None:
@@ -337,8 +355,9 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=2.0, help="server time per answer (per slot)")
     parser.add_argument("--slots", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--real-items", type=int, default=20)
+    parser.add_argument("--real-items", type=int, default=40)
     parser.add_argument("--real-rounds", type=int, default=2)
+    parser.add_argument("--real-tokens", type=int, default=100, help="tokens per tiny-long answer in --real")
     args = parser.parse_args()
     if args.quick:
         args.items, args.rounds = 500, 2

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import inspect
-import sys
 import threading
 import time
 from collections import Counter, deque
@@ -29,15 +28,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from . import structured
-from .cache import ResultCache, cacheable, model_digests, open_cache, request_key
+from .cache import ResultCache, cacheable, digest_client, model_digests, open_cache, reach_key, request_key
 from .client import OllamaClient
 from .errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
 from .generation import generate
 from .request import MODEL_ENV, resolve_model
-from .result import GenerationResult
+from .result import NOT_RUN, GenerationResult, failure_reason
+from .result import outcome as status
 
 #: The ``error`` of an item that had not finished when the batch was interrupted.
-NOT_RUN = "not run: the batch was interrupted"
 #: generate() keywords an item (a dict) may set; the callbacks and the client are the batch's.
 _ENGINE_ONLY = {"on_chunk", "on_attempt", "on_result", "on_warning", "on_retry", "client"}
 ITEM_KEYS = frozenset(inspect.signature(generate).parameters) - _ENGINE_ONLY
@@ -49,26 +48,6 @@ class BatchInterrupted(GenerationInterrupted):
     @property
     def results(self) -> BatchResults:
         return self.partial  # type: ignore[return-value]
-
-
-def status(result: GenerationResult) -> str:
-    """One word for an item: ``ok``, ``cached``, ``invalid`` (fails its schema), ``failed`` or ``not run``."""
-    if result.error == NOT_RUN:
-        return "not run"
-    if result.error or not result.complete:
-        return "failed"
-    if result.errors:
-        return "invalid"
-    return "cached" if result.cached else "ok"
-
-
-def failure_reason(result: GenerationResult) -> str | None:
-    """Why an item failed, in one line (None for an item that did not fail)."""
-    if result.error:
-        return result.error
-    if result.errors:
-        return "the answer does not match the schema"
-    return None
 
 
 class BatchResults(list[GenerationResult]):
@@ -183,23 +162,6 @@ class Progress(Protocol):
     def update(self, state: BatchState) -> None: ...
 
     def finish(self, state: BatchState, results: BatchResults) -> None: ...
-
-
-def default_progress() -> Progress:
-    """A live HTML bar in a notebook kernel, a text line on stderr elsewhere."""
-    from .batch_view import NotebookProgress, TerminalProgress
-
-    try:
-        from IPython import get_ipython
-
-        shell = get_ipython()
-    except ImportError:  # pragma: no cover - IPython is a dependency
-        shell = None
-    if shell is not None and getattr(shell, "kernel", None) is not None:
-        from IPython.display import display
-
-        return NotebookProgress(display)
-    return TerminalProgress(sys.stderr)
 
 
 # -- stopping at once -------------------------------------------------------------------
@@ -326,7 +288,12 @@ def generate_many(
     total = len(items)
     store = open_cache(cache)
     owns_store = store is not None and not isinstance(cache, ResultCache)
-    view: Progress | None = default_progress() if progress is True else (progress or None)
+    if progress is True:
+        from .batch_view import default_progress  # the views depend on the batch, not the other way
+
+        view: Progress | None = default_progress()
+    else:
+        view = progress or None
     state = BatchState(total)
     results: list[GenerationResult | None] = [None] * total
     scope = _CancelScope()
@@ -471,10 +438,10 @@ def generate_many(
 
 def _digests(items: list[dict[str, Any]]) -> dict[str, str | None]:
     """Each model's digest on the server its items go to (one /api/tags per server)."""
-    by_host: dict[Any, set[str]] = {}
+    by_server: dict[str, tuple[dict[str, Any], set[str]]] = {}
     for item in items:
-        by_host.setdefault(item.get("host"), set()).add(item["model"])
+        by_server.setdefault(reach_key(item), (item, set()))[1].add(item["model"])
     digests: dict[str, str | None] = {}
-    for host, models in by_host.items():
-        digests.update(model_digests(OllamaClient(host, None), sorted(models)))
+    for item, models in by_server.values():
+        digests.update(model_digests(digest_client(item), sorted(models)))
     return digests

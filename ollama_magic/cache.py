@@ -307,7 +307,15 @@ def model_digests(client: Any, models: Iterable[str], timeout: float = 5.0) -> d
     try:
         from .client import OllamaClient
 
-        probe = OllamaClient(client.host, timeout, session=client.session, busy_retries=0)  # no waiting for it
+        probe = OllamaClient(  # reached as the client reaches it, but never waiting for a busy server
+            client.host,
+            timeout,
+            session=client.session,
+            busy_retries=0,
+            headers=getattr(client, "headers", None),
+            verify=getattr(client, "verify", None),
+            api_key_hosts=getattr(client, "api_key_hosts", None),
+        )
         tags = probe.tags()
     except (OllamaMagicError, OSError, ValueError):
         return digests
@@ -321,6 +329,30 @@ def model_digests(client: Any, models: Iterable[str], timeout: float = 5.0) -> d
         full = model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
         digests[model] = by_name.get(model) or by_name.get(full)
     return digests
+
+
+#: The generate() fields that say how to reach a server (and so how to ask it for digests).
+_REACH = ("host", "headers", "verify", "api_key_hosts")
+
+
+def digest_client(fields: Mapping[str, Any]) -> Any:
+    """A client for the digest probe that reaches the server as the request itself would:
+    same host, headers, TLS settings and API-key hosts (a server behind a password would
+    otherwise answer the probe with 401, and the digest check would be silently lost)."""
+    from .client import OllamaClient
+
+    return OllamaClient(
+        fields.get("host"),
+        5.0,
+        headers=fields.get("headers"),
+        verify=fields.get("verify"),
+        api_key_hosts=fields.get("api_key_hosts"),
+    )
+
+
+def reach_key(fields: Mapping[str, Any]) -> str:
+    """Items with the same key reach the same server the same way (one probe for them)."""
+    return repr([fields.get(name) for name in _REACH])
 
 
 class CellCache:
@@ -341,13 +373,11 @@ class CellCache:
         """Look the cell's request up (None without a cache path); a hit is in ``.hit``."""
         if not path:
             return None
-        from .client import OllamaClient
-
         store = ResultCache(path)
         try:
             key = request_key(fields)
             model = str(fields.get("model") or "")
-            digest = model_digests(OllamaClient(fields.get("host"), 5.0), [model])[model]
+            digest = model_digests(digest_client(fields), [model])[model]
             hit = store.get(key, digest)
         except BaseException:
             store.close()

@@ -279,17 +279,10 @@ class NotebookPullView:
 
 def default_view() -> PullView:
     """A progress bar in a notebook kernel, one text line elsewhere."""
-    try:
-        from IPython import get_ipython
+    from .render import notebook_display
 
-        shell = get_ipython()
-    except ImportError:  # pragma: no cover - IPython is a dependency
-        shell = None
-    if shell is not None and getattr(shell, "kernel", None) is not None:
-        from IPython.display import display
-
-        return NotebookPullView(display)
-    return TerminalPullView()
+    display = notebook_display()
+    return NotebookPullView(display) if display is not None else TerminalPullView()
 
 
 def _registry_of(model: str) -> str:

@@ -161,6 +161,22 @@ class StreamingMarkdown:
         return "".join(self._html) + markdown_to_html(tail)
 
 
+def notebook_display() -> Callable[..., Any] | None:
+    """IPython's ``display`` when running in a notebook kernel, None elsewhere (a terminal,
+    plain Python): every live view (a batch's bar, a pull's bar) picks its kind with this."""
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:  # pragma: no cover - IPython is a dependency
+        return None
+    if shell is None or getattr(shell, "kernel", None) is None:
+        return None
+    from IPython.display import display
+
+    return display  # type: ignore[no-any-return]
+
+
 def format_seconds(seconds: float | None) -> str:
     """Short human durations: ``0.012 s`` → ``12 ms``.
 

@@ -154,3 +154,29 @@ class TextBuffer:
         if len(self._blocks) > 1:
             self._blocks[:] = ["".join(self._blocks)]
         return self._blocks[0] if self._blocks else ""
+
+
+# -- one result's outcome, in words (a batch's table, summary and progress use them) -----
+
+#: The error of a batch item that never ran because the batch was interrupted.
+NOT_RUN = "not run: the batch was interrupted"
+
+
+def outcome(result: GenerationResult) -> str:
+    """One word for an item: ``ok``, ``cached``, ``invalid`` (fails its schema), ``failed`` or ``not run``."""
+    if result.error == NOT_RUN:
+        return "not run"
+    if result.error or not result.complete:
+        return "failed"
+    if result.errors:
+        return "invalid"
+    return "cached" if result.cached else "ok"
+
+
+def failure_reason(result: GenerationResult) -> str | None:
+    """Why an item failed, in one line (None for an item that did not fail)."""
+    if result.error:
+        return result.error
+    if result.errors:
+        return "the answer does not match the schema"
+    return None

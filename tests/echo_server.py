@@ -39,6 +39,8 @@ class EchoOllama:
         self.completed = 0
         self.tags_calls = 0
         self.digest = "sha256:aaa"
+        #: When set, every request must carry ``Authorization: Bearer <token>`` (else 401).
+        self.token: str | None = None
         self._lock = threading.Lock()
         server.expect_request("/api/generate", method="POST").respond_with_handler(self.generate)
         server.expect_request("/api/tags").respond_with_handler(self.tags)
@@ -47,13 +49,24 @@ class EchoOllama:
     def host(self) -> str:
         return f"127.0.0.1:{self.server.port}"
 
+    def _refused(self, request: Request) -> Response | None:
+        if self.token is not None and request.headers.get("Authorization") != f"Bearer {self.token}":
+            return Response(json.dumps({"error": "unauthorized"}), status=401, mimetype="application/json")
+        return None
+
     def tags(self, request: Request) -> Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         with self._lock:
             self.tags_calls += 1
         body = {"models": [{"name": "tiny:latest", "model": "tiny:latest", "digest": self.digest}]}
         return Response(json.dumps(body), mimetype="application/json")
 
     def generate(self, request: Request) -> Response:
+        refused = self._refused(request)
+        if refused is not None:
+            return refused
         body = request.get_json()
         prompt = body["prompt"]
         with self._lock:

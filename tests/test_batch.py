@@ -26,6 +26,7 @@ from ollama_magic import BatchInterrupted, BatchResults, InvalidRequestError, ge
 from ollama_magic.batch import NOT_RUN, status
 from ollama_magic.cache import ResultCache, request_key
 
+from .conftest import run
 from .echo_server import EchoOllama, serve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -197,6 +198,31 @@ def test_the_key_covers_every_field_and_a_changed_model_digest_misses(echo: Echo
     echo.digest = "sha256:bbb"  # the model was pulled again
     again = generate_many(["a"], "tiny", host=echo.host, cache=path, progress=False)
     assert len(echo.prompts) == 4 and not again[0].cached
+
+
+def test_the_digest_check_reaches_a_server_behind_a_token(echo: EchoOllama, tmp_path: Path) -> None:
+    """The digest probe carries the batch's headers: a re-pulled model on a server that
+    wants a token is still noticed (a probe without it would get 401 and check nothing)."""
+    path = tmp_path / "answers.sqlite"
+    echo.token = "s3cret"
+    auth = {"Authorization": "Bearer s3cret"}
+    generate_many(["a"], "tiny", host=echo.host, cache=path, headers=auth, progress=False)
+    assert echo.tags_calls == 1 and len(echo.prompts) == 1
+    echo.digest = "sha256:bbb"  # the model was pulled again
+    again = generate_many(["a"], "tiny", host=echo.host, cache=path, headers=auth, progress=False)
+    assert echo.tags_calls == 2 and len(echo.prompts) == 2 and not again[0].cached
+
+
+def test_a_cell_cache_checks_the_digest_with_the_configured_headers(ip: Any, echo: EchoOllama, tmp_path: Path) -> None:
+    path = tmp_path / "answers.sqlite"
+    echo.token = "s3cret"
+    run(ip, "%config GenerateMagics.headers = {'Authorization': 'Bearer s3cret'}")
+    cell = f"%%generate -m tiny --host {echo.host} --no-context --cache {path}\nHi"
+    assert run(ip, cell).success and run(ip, cell).success
+    assert len(echo.prompts) == 1  # the second run came from the cache
+    echo.digest = "sha256:bbb"
+    assert run(ip, cell).success
+    assert len(echo.prompts) == 2 and echo.tags_calls == 3
 
 
 def test_the_cache_serves_when_the_server_is_down(echo: EchoOllama, tmp_path: Path) -> None:
