@@ -15,15 +15,13 @@ import html
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
+from .batch_results import BatchResults, BatchState, Progress
 from .render import format_seconds, notebook_display
 from .result import GenerationResult, failure_reason
 from .result import outcome as status
 from .terminal import one_line
-
-if TYPE_CHECKING:  # the views show a batch; the batch needs no view (no import back)
-    from .batch import BatchResults, BatchState, Progress
 
 _FOOTER_STYLE = "opacity:0.7;font-size:0.85em;margin-top:0.4em"
 _TRACK_STYLE = "flex:0 0 16em;height:0.8em;border:1px solid rgba(128,128,128,0.6);border-radius:3px;overflow:hidden"
