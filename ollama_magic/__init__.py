@@ -28,8 +28,7 @@ from .errors import (
 from .generation import IgnoredFieldWarning, SchemaKeywordWarning, generate
 from .logprobs import TokenProbabilities
 from .result import GenerationResult, Stats
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "BatchInterrupted",

@@ -20,7 +20,7 @@ _FIELDS = ("options", "format", "system", "template", "suffix", "raw", "think", 
 
 def provenance(result: GenerationResult, *, thread: str | None, server_version: str | None) -> dict[str, Any]:
     """The metadata of one answer's output (JSON-serialisable)."""
-    from . import __version__
+    from .version import __version__
 
     request = result.request
     record: dict[str, Any] = {

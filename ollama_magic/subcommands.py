@@ -121,7 +121,7 @@ def _pull(magics: GenerateMagics, args: list[str]) -> None:
 
 @subcommand("version", "this package's version and the server's")
 def _version(magics: GenerateMagics, args: list[str]) -> None:
-    from . import __version__
+    from .version import __version__
 
     expect(args, "version")
     client = magics.client()
