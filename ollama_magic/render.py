@@ -598,14 +598,15 @@ class NotebookView(View):
 
 
 class _WaitingLine:
-    """The background thread that shows and updates :class:`NotebookView`'s waiting line.
+    """The background thread that shows and updates a view's waiting line (a notebook's,
+    or an interactive terminal's).
 
     It runs in a copy of the caller's context, so ipykernel sends its updates as part of
     the running cell.  It only waits on an Event and calls the view, so stopping it is
     immediate; it is a daemon thread so it can never keep the kernel alive.
     """
 
-    def __init__(self, view: NotebookView, model: str) -> None:
+    def __init__(self, view: NotebookView | TerminalView, model: str) -> None:
         self.view = view
         self.model = model
         self.started = time.monotonic()
@@ -637,6 +638,12 @@ class TerminalView(View):
     answer cannot send escape sequences to the terminal, even split across chunks.
     """
 
+    #: Seconds before the waiting line appears (a loaded model answers sooner), and
+    #: between its updates.  Only on an interactive terminal: a pipe or a log file gets
+    #: the answer alone.
+    wait_delay = 1.0
+    wait_every = 1.0
+
     def __init__(self, stream: TextIO | None = None, interval: float = 0.05) -> None:
         self._stream = stream
         self.interval = interval
@@ -645,12 +652,46 @@ class TerminalView(View):
         self._written = 0
         self._text = TerminalText()
         self._thought = TerminalText()
+        self._lock = threading.Lock()
+        self._waiter: _WaitingLine | None = None
+        self._waiting_width = 0  # characters of the waiting line now on screen
 
     @property
     def out(self) -> TextIO:
         return self._stream or sys.stdout
 
+    def waiting(self, model: str) -> None:
+        self._stop_waiting()
+        try:
+            interactive = self.out.isatty()
+        except (AttributeError, ValueError):  # a closed or unusual stream
+            interactive = False
+        if interactive:
+            self._waiter = _WaitingLine(self, model)
+
+    def _show_waiting(self, waiter: _WaitingLine, seconds: float) -> None:
+        """Called by the waiting line's thread: the line is rewritten in place (a carriage
+        return, no escape sequence), padded over what it replaces."""
+        with self._lock:
+            if self._waiter is waiter and not waiter.stopped.is_set():
+                line = waiting_text(printable(waiter.model), seconds)
+                self.out.write("\r" + line.ljust(self._waiting_width))
+                self.out.flush()
+                self._waiting_width = len(line)
+
+    def _stop_waiting(self) -> None:
+        """Stop the waiting line and blank it, before anything else is written."""
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            waiter.stop()
+        if self._waiting_width:
+            with self._lock:
+                self.out.write("\r" + " " * self._waiting_width + "\r")
+                self._waiting_width = 0
+
     def attempt(self, number: int, total: int) -> None:
+        self._stop_waiting()
         if total > 1:
             self.out.write(f"[attempt {number} of {total}]\n")
         self._written = 0
@@ -664,10 +705,13 @@ class TerminalView(View):
 
     def notice(self, text: str) -> None:
         if text:
+            self._stop_waiting()
             self.out.write(f"[{text}]\n")
             self.out.flush()
 
     def chunk(self, piece: str, thought: str) -> None:
+        if self._waiter is not None or self._waiting_width:
+            self._stop_waiting()
         out = self.out
         if thought:
             if not self._thinking:
@@ -686,6 +730,7 @@ class TerminalView(View):
     def finish(
         self, result: GenerationResult, footer: str | None, status: str = "", metadata: dict[str, Any] | None = None
     ) -> None:
+        self._stop_waiting()
         out = self.out
         self._end_thinking(out)
         out.write(self._text.feed(result.text[self._written :]))  # all of it for `stream: false`
@@ -702,5 +747,6 @@ class TerminalView(View):
         out.flush()
 
     def stopped(self, partial: GenerationResult | None) -> None:
+        self._stop_waiting()
         if partial is not None and (partial.text or partial.thinking or self._thinking):
             self.finish(partial, None)

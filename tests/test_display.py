@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -264,6 +266,43 @@ def test_no_stream_shows_the_waiting_line_until_the_whole_answer(
     assert texts[0].startswith("Waiting for tiny")
     assert texts[-1].startswith("Hey now!") and "Waiting" not in texts[-1]
     assert waiting_threads() == []
+
+
+class TerminalScreen(io.StringIO):
+    """stdout as an interactive terminal (a tty) would be: the waiting line is shown there only."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_an_interactive_terminal_shows_the_waiting_line_and_blanks_it_for_the_answer(
+    ip: Any, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(TerminalView, "wait_delay", 0.1)
+    monkeypatch.setattr(TerminalView, "wait_every", 0.2)
+    screen = TerminalScreen()
+    monkeypatch.setattr(sys, "stdout", screen)
+    slow_start(fake, 1.0, chunk("Hey"), chunk(" now!"), final([1]))
+    assert run(ip, "%%generate -m tiny\nHi").success
+    written = screen.getvalue()
+    line = "Waiting for tiny (loading it if needed)… 0 s"
+    assert written.startswith("\r" + line)  # rewritten in place with a carriage return
+    before, _, after = written.partition("Hey now!")
+    # Blanked (spaces, then back to the start of the line) before the answer's first word,
+    # with no escape sequence anywhere.
+    assert before.endswith("\r" + " " * len(line) + "\r") and "\x1b" not in written
+    assert after.startswith("\n— tiny")
+    assert waiting_threads() == []
+
+
+def test_a_terminal_that_is_not_interactive_gets_the_answer_alone(
+    ip: Any, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setattr(TerminalView, "wait_delay", 0.05)
+    slow_start(fake, 0.5, chunk("Hey"), chunk(" now!"), final([1]))
+    assert run(ip, "%%generate -m tiny\nHi").success
+    out = capsys.readouterr().out
+    assert out.startswith("Hey now!\n— tiny") and "Waiting" not in out and "\r" not in out
 
 
 def test_a_quick_answer_never_flashes_the_waiting_line(nb: Any, fake: FakeOllama) -> None:
