@@ -26,10 +26,18 @@ from .terminal import printable
 # The colours are translucent, so the text stays readable on light and dark themes.
 _CONTAINER_STYLE = "white-space:pre-wrap;line-height:1.9;font-family:var(--jp-code-font-family,monospace)"
 _LEGEND_STYLE = "opacity:0.7;font-size:0.85em;margin-top:0.4em"
+# The alternatives float under their token (position:absolute, which the sanitizer keeps),
+# so opening one moves no other word; dark text on a light box reads on any theme.
 _ALTERNATIVES_STYLE = (
-    "display:block;margin:0.1em 0;padding:0.1em 0.4em;"
+    "display:block;position:absolute;left:0;top:100%;z-index:10;margin:0.1em 0;padding:0.1em 0.4em;"
+    "line-height:1.4;background-color:#ffffff;color:#1a1a1a;box-shadow:0 1px 4px rgba(0,0,0,0.35);"
     "border:1px solid rgba(128,128,128,0.5);border-radius:3px;font-size:0.85em;white-space:nowrap"
 )
+#: Room for the alternatives of the last line, which float over the legend and below it
+#: (the output area would otherwise scroll to show them): rows of 0.85em at line-height
+#: 1.4, less the legend's own height (about two lines).
+_ROOM_PER_ROW_EM = 1.25
+_LEGEND_EM = 2.4
 
 
 @dataclass(frozen=True)
@@ -153,21 +161,23 @@ class TokenProbabilities:
         )
         return (
             # inline-block: Chromium lays out a <details> as a block whatever its display
-            # says, except inline-block; top-aligned, an opened token keeps its place in
-            # the line and shows its alternatives under it.
-            '<details class="ollama-magic-token" style="display:inline-block;vertical-align:top">'
+            # says, except inline-block; relative, so its alternatives float just under it.
+            '<details class="ollama-magic-token" style="display:inline-block;vertical-align:top;position:relative">'
             f'<summary style="display:inline;list-style:none;cursor:pointer;{style}" title="{title}">{text}</summary>'
             f'<span style="{_ALTERNATIVES_STYLE}">{rows}</span></details>'
         )
 
     def html(self) -> str:
         body = "".join(self._token_html(t) for t in self.tokens)
+        rows = max((len(t.alternatives) for t in self.tokens), default=0)
+        room_em = rows * _ROOM_PER_ROW_EM + 0.6 - _LEGEND_EM  # + the box's padding and border
+        room = f' style="padding-bottom:{room_em:.1f}em"' if room_em > 0 else ""
         legend = (
             "Each token is shaded by how likely the model found it: green sure, yellow unsure, red a close call. "
             "Hover over a token to see its alternatives; click it to keep them open. "
         )
         return (
-            f'<div class="ollama-magic-logprobs"><div style="{_CONTAINER_STYLE}">{body}</div>'
+            f'<div class="ollama-magic-logprobs"{room}><div style="{_CONTAINER_STYLE}">{body}</div>'
             f'<div class="ollama-magic-logprobs-legend" style="{_LEGEND_STYLE}">'
             f"{html.escape(legend + self.summary())}</div></div>"
         )

@@ -136,7 +136,14 @@ def test_columns_and_probability_view_in_a_notebook_someone_else_saved(page: Any
         == "␣blue: 35%\n  ␣grey: 40%\n  ␣blue: 35%\n  ␣<img␣src=x␣onerror=alert(1)>: 10%"
     )
     assert view.locator("img, script").count() == 0
+    last = tokens.nth(4).bounding_box()
     tokens.nth(3).click()
+    # The alternatives float under their token: no other word moves, and the output does
+    # not need a scrollbar to show them.
+    assert tokens.nth(4).bounding_box() == last
+    assert view.evaluate("(el) => el.scrollHeight <= el.clientHeight + 1"), view.evaluate(
+        "(el) => [el.scrollHeight, el.clientHeight]"
+    )
     opened = view.locator("details[open]")
     assert opened.count() == 1
     assert "␣grey 40%" in opened.inner_text() and "␣<img␣src=x␣onerror=alert(1)> 10%" in opened.inner_text()
