@@ -126,14 +126,29 @@ class Student:
             previous = f
 
 
-def cell_sources(turns: int, busy_retries: int | None, outdir: Path, number: int) -> list[str]:
+def cell_flags(args: argparse.Namespace) -> str:
+    """The options every turn's cell gets.
+
+    Several servers on this one machine each run a model runner with llama.cpp's default of
+    a thread per core: together they oversubscribe the cores, and llama.cpp's threads, which
+    spin while they wait for each other, then run many times slower than one server alone.
+    So with several servers each runner gets one thread (``--num-thread``), standing for a
+    machine of its own, unless told otherwise.
+    """
+    flags = f" --busy-retries {args.busy_retries}" if args.busy_retries is not None else ""
+    threads = args.num_thread if args.num_thread is not None else (1 if args.servers > 1 else None)
+    if threads is not None:
+        flags += f" --options '{{\"num_thread\": {threads}}}'"
+    return flags
+
+
+def cell_sources(turns: int, flags: str, outdir: Path, number: int) -> list[str]:
     """The notebook each kernel runs: the turns, then a cell that writes what they returned.
 
     The cells name no model and no host: each kernel has them in its environment
     (``OLLAMA_MAGIC_MODEL``, ``OLLAMA_HOST``), as a hub gives them to every student.
     """
-    extra = f" --busy-retries {busy_retries}" if busy_retries is not None else ""
-    cells = [f"%%generate{extra} -o r{k}\n{PROMPTS[(k - 1) % len(PROMPTS)]}" for k in range(1, turns + 1)]
+    cells = [f"%%generate{flags} -o r{k}\n{PROMPTS[(k - 1) % len(PROMPTS)]}" for k in range(1, turns + 1)]
     names = ", ".join(f"'r{k}'" for k in range(1, turns + 1))
     cells.append(
         "import json as _json\n"
@@ -205,9 +220,7 @@ class ClassRun:
     answered_by: Counter[str]
 
 
-async def run_class(
-    n: int, turns: int, model: str, host: str, busy_retries: int | None, workdir: Path, pids: list[int]
-) -> ClassRun:
+async def run_class(n: int, turns: int, model: str, host: str, flags: str, workdir: Path, pids: list[int]) -> ClassRun:
     from jupyter_client.manager import AsyncKernelManager
 
     # The kernels import ollama_magic from the caller's PYTHONPATH first (to measure a modified
@@ -243,7 +256,7 @@ async def run_class(
         student, kc = students[i], clients[i]
         if kc is None or student.setup_error:
             return
-        *turn_cells, report = cell_sources(turns, busy_retries, workdir, student.number)
+        *turn_cells, report = cell_sources(turns, flags, workdir, student.number)
         for k, code in enumerate(turn_cells, start=1):
             seconds, error, shown = await run_cell(kc, code, timeout=1800)
             student.turns.append(Turn(k, seconds, error, retries_in(shown)))
@@ -434,6 +447,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--queue", type=int, default=2, help="OLLAMA_MAX_QUEUE of each server (default 2)")
     parser.add_argument("--model", default=os.environ.get("OLLAMA_E2E_MODEL", "tiny"), help="model (default tiny)")
     parser.add_argument("--busy-retries", type=int, default=None, help="pass --busy-retries N to every cell")
+    parser.add_argument(
+        "--num-thread",
+        type=int,
+        default=None,
+        help="threads per model runner (default: 1 with --servers 2 or more, each standing for a machine of its own)",
+    )
     parser.add_argument("--source", type=Path, default=None, help="a scripts/local-ollama folder to clone")
     args = parser.parse_args(argv)
     if args.kernels < 1 or args.turns < 1 or args.servers < 1:
@@ -455,10 +474,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"# servers: {settings}; OLLAMA_HOST={host}; load average {load}", file=sys.stderr, flush=True)
             offsets = [s.log.stat().st_size for s in servers]
             run = asyncio.run(
-                run_class(args.kernels, args.turns, args.model, host, args.busy_retries, workdir, kernel_pids)
+                run_class(args.kernels, args.turns, args.model, host, cell_flags(args), workdir, kernel_pids)
             )
             run.busy_answers, run.answered_by = count_answers(servers, offsets, proxy)
-            met = report(args, run, f"{where}, {server_settings(servers[0])}")
+            threads = cell_flags(args).partition("num_thread")[2].strip('": }\'')
+            per_runner = f", num_thread {threads} per model runner" if threads else ""
+            met = report(args, run, f"{where}, {server_settings(servers[0])}{per_runner}")
     except ServerError as exc:
         print(f"loadtest: {exc}", file=sys.stderr)
         return 2
