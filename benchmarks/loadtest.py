@@ -126,6 +126,11 @@ class Student:
             previous = f
 
 
+def runner_threads(args: argparse.Namespace) -> int | None:
+    """Threads per model runner: ``--num-thread``, else 1 with several servers, else Ollama's default."""
+    return args.num_thread if args.num_thread is not None else (1 if args.servers > 1 else None)
+
+
 def cell_flags(args: argparse.Namespace) -> str:
     """The options every turn's cell gets.
 
@@ -136,7 +141,7 @@ def cell_flags(args: argparse.Namespace) -> str:
     machine of its own, unless told otherwise.
     """
     flags = f" --busy-retries {args.busy_retries}" if args.busy_retries is not None else ""
-    threads = args.num_thread if args.num_thread is not None else (1 if args.servers > 1 else None)
+    threads = runner_threads(args)
     if threads is not None:
         flags += f" --options '{{\"num_thread\": {threads}}}'"
     return flags
@@ -477,8 +482,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_class(args.kernels, args.turns, args.model, host, cell_flags(args), workdir, kernel_pids)
             )
             run.busy_answers, run.answered_by = count_answers(servers, offsets, proxy)
-            threads = cell_flags(args).partition("num_thread")[2].strip('": }\'')
-            per_runner = f", num_thread {threads} per model runner" if threads else ""
+            threads = runner_threads(args)
+            per_runner = f", num_thread {threads} per model runner" if threads is not None else ""
             met = report(args, run, f"{where}, {server_settings(servers[0])}{per_runner}")
     except ServerError as exc:
         print(f"loadtest: {exc}", file=sys.stderr)
