@@ -187,7 +187,11 @@ class PullView(Protocol):
 
 
 class TerminalPullView:
-    """One text line rewritten in place (carriage return), then the final status on its own line."""
+    """On an interactive terminal, one text line rewritten in place (carriage return),
+    then the final status on its own line.  Into a pipe or a log file (a Binder build's, a
+    CI job's), where a carriage return would glue every update into one long line: a line
+    for each step as it ends (its layer at 100%, "verifying sha256 digest"...), then the
+    final status."""
 
     def __init__(self, stream: TextIO | None = None, interval: float = 0.1) -> None:
         self._stream = stream
@@ -195,10 +199,19 @@ class TerminalPullView:
         self._next = 0.0
         self._status = ""
         self._width = 0
+        self._step_line = ""  # not interactive: the current step's latest line, written when it ends
 
     @property
     def out(self) -> TextIO:
         return self._stream or sys.stdout
+
+    @property
+    def interactive(self) -> bool:
+        isatty = getattr(self.out, "isatty", None)
+        try:
+            return bool(isatty and isatty())
+        except ValueError:  # a closed stream
+            return False
 
     def _write(self, text: str, end: str = "") -> None:
         pad = max(0, self._width - len(text))
@@ -207,6 +220,13 @@ class TerminalPullView:
         self._width = 0 if end else len(text)
 
     def update(self, state: PullState) -> None:
+        if not self.interactive:
+            if state.status != self._status and self._step_line:
+                self.out.write(self._step_line + "\n")
+                self.out.flush()
+            self._status = state.status
+            self._step_line = state.line()
+            return
         now = time.monotonic()
         if now < self._next and state.status == self._status:
             return  # throttled; a new step (a new layer, "verifying"...) is shown at once
@@ -215,6 +235,14 @@ class TerminalPullView:
         self._write(state.line())
 
     def finish(self, state: PullState, message: str | None) -> None:
+        if not self.interactive:
+            # The unfinished step's line is dropped: "success" is the message's to say, and
+            # on a failure the error's one line says where it stopped.
+            self._step_line = ""
+            if message is not None:
+                self.out.write(message + "\n")
+            self.out.flush()
+            return
         if message is not None:
             self._write(message, end="\n")
         elif self._width:

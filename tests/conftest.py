@@ -9,6 +9,7 @@ can show is also tested against one in tests/e2e/.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import time
@@ -176,6 +177,14 @@ def ip(fake: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     shell.run_line_magic("unload_ext", "ollama_magic")
     for name in ("r", "r1", "r2", "out", "img", "schema"):
         shell.user_ns.pop(name, None)
+
+
+class TerminalScreen(io.StringIO):
+    """stdout as an interactive terminal (a tty) would be: live lines are rewritten in
+    place there (a carriage return), and written once each into a pipe or a log."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 @contextlib.contextmanager

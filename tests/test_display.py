@@ -17,7 +17,7 @@ import pytest
 from ollama_magic.render import Answer, NotebookView, TerminalView
 from ollama_magic.result import GenerationResult, Stats
 
-from .conftest import FakeOllama, chunk, final, run
+from .conftest import FakeOllama, TerminalScreen, chunk, final, run
 
 
 def test_stream_updates_one_display_in_place(nb: Any, fake: FakeOllama) -> None:
@@ -149,7 +149,6 @@ def test_answer_plain_for_structured_data() -> None:
 
 
 def test_terminal_view_prints_non_streamed_text() -> None:
-    import io
 
     out = io.StringIO()
     view = TerminalView(out)
@@ -266,13 +265,6 @@ def test_no_stream_shows_the_waiting_line_until_the_whole_answer(
     assert texts[0].startswith("Waiting for tiny")
     assert texts[-1].startswith("Hey now!") and "Waiting" not in texts[-1]
     assert waiting_threads() == []
-
-
-class TerminalScreen(io.StringIO):
-    """stdout as an interactive terminal (a tty) would be: the waiting line is shown there only."""
-
-    def isatty(self) -> bool:
-        return True
 
 
 def test_an_interactive_terminal_shows_the_waiting_line_and_blanks_it_for_the_answer(

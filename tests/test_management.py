@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
+
+import pytest
 
 from ollama_magic import __version__
 
-from .conftest import FakeOllama, run
+from .conftest import FakeOllama, TerminalScreen, run
 
 TAGS = {
     "models": [
@@ -73,7 +76,7 @@ def test_version(ip: Any, fake: FakeOllama, capsys: Any) -> None:
     assert f"Ollama server 0.9.3 at http://{fake.host}" in out
 
 
-def test_pull_shows_progress(ip: Any, fake: FakeOllama, capsys: Any) -> None:
+def test_pull_shows_progress(ip: Any, fake: FakeOllama, monkeypatch: pytest.MonkeyPatch) -> None:
     lines = [
         {"status": "pulling manifest"},
         {"status": "pulling abc", "total": 200, "completed": 100},
@@ -83,8 +86,10 @@ def test_pull_shows_progress(ip: Any, fake: FakeOllama, capsys: Any) -> None:
     fake.server.expect_request("/api/pull", method="POST").respond_with_data(
         "".join(json.dumps(line) + "\n" for line in lines), content_type="application/x-ndjson"
     )
+    terminal = TerminalScreen()  # at a terminal, every update is shown (rewritten in place)
+    monkeypatch.setattr(sys, "stdout", terminal)
     run(ip, "%ollama pull tiny")
-    out = capsys.readouterr().out
+    out = terminal.getvalue()
     assert "layer 1 of 1 · abc ·  50% · 100 B / 200 B" in out  # progress objects without a digest too
     assert out.rstrip().endswith("Pulled tiny: 1 layers, 200 B, ready to use.")
 

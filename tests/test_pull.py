@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from werkzeug import Request, Response
 
 from ollama_magic.pull import PullInterrupted, PullState, TerminalPullView
 
-from .conftest import RecordingPublisher, notebook_like, run
+from .conftest import RecordingPublisher, TerminalScreen, notebook_like, run
 
 DIGEST = "sha256:" + "ab12cd34ef56" + "0" * 52
 OFFLINE = (
@@ -74,13 +75,34 @@ def test_the_state_gives_layer_megabytes_rate_and_time_left() -> None:
     assert state.done and state.line() == "qwen2.5:0.5b: success"
 
 
-def test_the_terminal_shows_one_updating_line_then_the_result(ip: Any, httpserver: HTTPServer, capsys: Any) -> None:
+def test_the_terminal_shows_one_updating_line_then_the_result(
+    ip: Any, httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serve_pull(httpserver, progress())
+    terminal = TerminalScreen()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    result = run(ip, "%ollama pull some-model")
+    assert result.success, result.error_in_exec
+    out = terminal.getvalue()
+    assert out.count("\r") >= 2  # one line, rewritten in place
+    assert screen(out) == ["Pulled some-model: 1 layers, 40.0 MB, ready to use."]
+
+
+def test_a_log_gets_a_line_per_step_and_no_carriage_returns(ip: Any, httpserver: HTTPServer, capsys: Any) -> None:
+    """Into a pipe or a log (a Binder build's), each step is one line as it ends."""
     serve_pull(httpserver, progress())
     result = run(ip, "%ollama pull some-model")
     assert result.success, result.error_in_exec
     out = capsys.readouterr().out
-    assert out.count("\r") >= 2  # one line, rewritten in place
-    assert screen(out) == ["Pulled some-model: 1 layers, 40.0 MB, ready to use."]
+    assert "\r" not in out
+    lines = out.splitlines()
+    assert lines[0] == "some-model: pulling manifest"
+    assert lines[1].startswith(f"some-model: layer 1 of 1 · {DIGEST[7:19]} · 100% · 40.0 / 40.0 MB")
+    assert lines[2:] == [
+        "some-model: verifying sha256 digest",
+        "some-model: writing manifest",
+        "Pulled some-model: 1 layers, 40.0 MB, ready to use.",
+    ]
 
 
 def test_the_notebook_shows_a_progress_bar_and_saves_the_final_line(
@@ -139,6 +161,8 @@ def test_other_registry_failures_are_one_line(
 
 
 def test_ctrl_c_during_a_pull_is_one_calm_line(ip: Any, httpserver: HTTPServer, capsys: Any, monkeypatch: Any) -> None:
+    terminal = TerminalScreen()  # a person at a terminal: the progress line goes
+    monkeypatch.setattr(sys, "stdout", terminal)
     serve_pull(httpserver, progress(steps=20))
     calls = {"n": 0}
     original = TerminalPullView.update
@@ -154,7 +178,7 @@ def test_ctrl_c_during_a_pull_is_one_calm_line(ip: Any, httpserver: HTTPServer, 
     assert not result.success  # the cell ends as failed, so Run All stops there
     assert isinstance(result.error_in_exec, PullInterrupted)
     seen = capsys.readouterr()
-    text = seen.out + seen.err
+    text = terminal.getvalue() + seen.out + seen.err
     lines = screen(text)
     assert lines == [
         "PullInterrupted: Pull of 'some-model' interrupted: the layers already downloaded stay on the server; "
@@ -166,10 +190,14 @@ def test_ctrl_c_during_a_pull_is_one_calm_line(ip: Any, httpserver: HTTPServer, 
 def test_hostile_status_text_cannot_drive_the_terminal() -> None:
     state = PullState("m")
     state.update({"status": "pulling \x1b]52;c;c2VjcmV0\x07manifest\x1b[2J"})
-    out = io.StringIO()
-    TerminalPullView(out, interval=0).update(state)
-    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
-    assert "pulling manifest" in out.getvalue()
+    after = PullState("m")
+    after.update({"status": "verifying sha256 digest"})
+    for out in (TerminalScreen(), io.StringIO()):  # a terminal, and a log (a step's line once it ends)
+        view = TerminalPullView(out, interval=0)
+        view.update(state)
+        view.update(after)
+        assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+        assert "pulling manifest" in out.getvalue()
 
 
 def test_usage_mistakes_are_one_line(ip: Any, capsys: Any) -> None:

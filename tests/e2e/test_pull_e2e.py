@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
-from ..conftest import notebook_like
+from ..conftest import TerminalScreen, notebook_like
 from ..test_pull import screen
 from .servers import OllamaServer
 from .support import HEY, REPO, run
@@ -60,10 +61,11 @@ def test_a_pull_from_a_real_registry_shows_progress_then_the_model_answers(
 ) -> None:
     monkeypatch.setenv("OLLAMA_HOST", private_server.host)
     _delete(private_server.host, registry_model)
-    capsys.readouterr()
+    terminal = TerminalScreen()  # a person at a terminal (a log gets a line per step instead)
+    monkeypatch.setattr(sys, "stdout", terminal)
     result = run(real_ip, f"%ollama pull --insecure {registry_model}")
     assert result.success, result.error_in_exec
-    out = capsys.readouterr().out
+    out = terminal.getvalue()
     frames = [f.strip() for f in out.split("\r") if f.strip()]
     progress = [f for f in frames if " MB" in f and "layer 1 of" in f and "%" in f]
     assert progress, frames  # the layer, its percentage and MB done of total were shown
@@ -74,7 +76,7 @@ def test_a_pull_from_a_real_registry_shows_progress_then_the_model_answers(
     assert f"{registry_model}:latest" in names
     answer = run(real_ip, f"%generate -m {registry_model} --no-context Hi.")
     assert answer.success
-    assert HEY in capsys.readouterr().out
+    assert HEY in terminal.getvalue()[len(out) :]
 
 
 def test_a_pull_in_a_notebook_shows_a_widget_bar_and_saves_the_result_line(
