@@ -11,7 +11,9 @@ import ollama_magic
 from .conftest import FakeOllama, RecordingPublisher, run
 
 
-def test_the_final_output_carries_model_options_thread_version_and_time(nb: Any, fake: FakeOllama) -> None:
+def recorded_metadata(nb: Any, fake: FakeOllama) -> list[Any]:
+    """The metadata of every display message the shell publishes from now on (a server
+    0.9.3 answers /api/version)."""
     fake.server.expect_request("/api/version").respond_with_json({"version": "0.9.3"})
     metadata: list[Any] = []
     publish = RecordingPublisher.publish
@@ -21,6 +23,11 @@ def test_the_final_output_carries_model_options_thread_version_and_time(nb: Any,
         publish(self, data, *args, **kwargs)
 
     nb.display_pub.publish = recording.__get__(nb.display_pub)
+    return metadata
+
+
+def test_the_final_output_carries_model_options_thread_version_and_time(nb: Any, fake: FakeOllama) -> None:
+    metadata = recorded_metadata(nb, fake)
     fake.reply()
     before = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
     cell = "%%generate -m tiny -t 0.2 --system 'Be brief.' --thread lesson --host http://u:secret@{host}\nHi"
@@ -41,15 +48,7 @@ def test_the_final_output_carries_model_options_thread_version_and_time(nb: Any,
 
 
 def test_a_comparison_records_how_each_column_was_made(nb: Any, fake: FakeOllama) -> None:
-    fake.server.expect_request("/api/version").respond_with_json({"version": "0.9.3"})
-    metadata: list[Any] = []
-    publish = RecordingPublisher.publish
-
-    def recording(self: Any, data: Any, *args: Any, **kwargs: Any) -> None:
-        metadata.append(kwargs.get("metadata", args[0] if args else None))
-        publish(self, data, *args, **kwargs)
-
-    nb.display_pub.publish = recording.__get__(nb.display_pub)
+    metadata = recorded_metadata(nb, fake)
     fake.reply(model="tiny")
     fake.reply(model="tiny-long")
     cell = "%%generate -m tiny -m tiny-long --seed 3 --thread lesson --host http://u:secret@{host}\nHi"
