@@ -8,7 +8,8 @@ A URL may carry credentials (``https://alice:s3cret@hub.example.edu/ollama``): t
 taken out of the URL, sent as HTTP basic auth, and only the redacted form
 (``https://alice:***@hub.example.edu:443/ollama``) is ever shown.  A query string or a
 fragment cannot be part of a base URL (the endpoint paths are appended to it), so they
-are a clear error rather than silently dropped.
+are a clear error rather than silently dropped; the error shows them as ``?…`` and ``#…``,
+since that is where people put tokens.
 """
 
 from __future__ import annotations
@@ -81,6 +82,22 @@ def redact(text: str) -> str:
     return f"{scheme}{sep}{user}{':***' if colon else ''}@{rest[at + 1 :]}"
 
 
+def shown_setting(text: str) -> str:
+    """A host setting as it may be echoed in a message: credentials, query and fragment hidden.
+
+    A query string or a fragment is where people put tokens (``?token=...``), so an error
+    about one must not quote it.
+
+    >>> shown_setting("http://alice:s3cret@h:1/x?token=abc#frag"), shown_setting("h:1#k=v"), shown_setting("h:1")
+    ('http://alice:***@h:1/x?…', 'h:1#…', 'h:1')
+    """
+    for mark in "?#":
+        head, sep, _ = text.partition(mark)
+        if sep:
+            text = f"{head}{mark}…"
+    return redact(text)
+
+
 def parse(host: str | None, source: str = "The Ollama host") -> Host:
     """Parse ``host`` into a :class:`Host`; a :class:`HostError` (one line, redacted) if it cannot be one.
 
@@ -94,7 +111,7 @@ def parse(host: str | None, source: str = "The Ollama host") -> Host:
 @functools.lru_cache(maxsize=256)
 def _parse(host: str | None, source: str) -> Host:
     text = (host or "").strip()
-    shown = redact(text)
+    shown = shown_setting(text)
     if not text:
         return Host(DEFAULT_HOST)
     scheme, sep, hostport = text.rpartition("://")
@@ -109,7 +126,7 @@ def _parse(host: str | None, source: str) -> Host:
     split = urlsplit(f"{scheme}://{hostport}")
     if split.query or "?" in hostport:
         raise HostError(
-            f"{source} {shown!r} has a query string ('?...'), which cannot be part of a server address "
+            f"{source} {shown!r} has a query string, which cannot be part of a server address "
             "(the API paths are added after it): remove it; send tokens with %config GenerateMagics.headers."
         )
     if split.fragment or "#" in hostport:

@@ -16,9 +16,11 @@ from werkzeug.wrappers import Request, Response
 
 from ollama_magic import OllamaClient, OllamaConnectionError, OllamaResponseError, generate
 from ollama_magic.auth import api_key_allowed
+from ollama_magic.cli import main as cli_main
 from ollama_magic.host import HostError, parse
+from ollama_magic.widgets import GeneratePanel
 
-from .conftest import FakeOllama, run
+from .conftest import FakeOllama, notebook_like, run
 
 SECRET = "s3cret-Pa55"
 TOKEN = "tok-9f8e7d6c"
@@ -146,8 +148,8 @@ def test_ollama_host_with_a_password_and_a_bad_port_is_one_redacted_line(
     [
         ("http://", "The Ollama host 'http://' names no server: write e.g. 'http://127.0.0.1:11434'."),
         ("https://:8443", "The Ollama host 'https://:8443' names no server: write e.g. 'http://127.0.0.1:11434'."),
-        ("http://h:1/ollama?token=abc", "The Ollama host 'http://h:1/ollama?token=abc' has a query string ('?...')"),
-        ("http://h:1/ollama#x", "The Ollama host 'http://h:1/ollama#x' has a '#fragment'"),
+        ("http://h:1/ollama?token=abc", "The Ollama host 'http://h:1/ollama?…' has a query string"),
+        ("http://h:1/ollama#x", "The Ollama host 'http://h:1/ollama#…' has a '#fragment'"),
         ("ftp://h", "The Ollama host 'ftp://h' uses ftp://: Ollama is reached over http:// or https://."),
     ],
 )
@@ -157,6 +159,44 @@ def test_host_urls_that_cannot_work_are_a_usage_error(
     line = one_line(seen_by(ip, capsys, f"%generate -m tiny --host '{host}' Hi", ok=False))
     assert line.startswith(f"UsageError: {expected}")
     assert fake.requests == []
+
+
+QUERY_HOST = "http://127.0.0.1:11434/?token=" + TOKEN
+
+
+@pytest.mark.parametrize(
+    "cell",
+    ["%generate -m tiny Hi", "%ollama version", "%ollama list", "%ollama ps", "%ollama pull tiny"],
+)
+def test_a_token_in_the_host_query_string_is_never_echoed(
+    ip: Any, fake: FakeOllama, capsys: Any, monkeypatch: Any, cell: str
+) -> None:
+    """A query string is where people put tokens: the refusal shows it as ``?…``."""
+    ip.run_line_magic("config", "GenerateMagics.host = ''")
+    monkeypatch.setenv("OLLAMA_HOST", QUERY_HOST)
+    with notebook_like(ip) as shell:
+        capsys.readouterr()
+        run(shell, cell)
+        captured = capsys.readouterr()
+        seen = captured.out + captured.err + json.dumps(shell.publisher.messages, default=str)
+    assert TOKEN not in seen
+    assert "?…" in seen
+    assert fake.requests == []
+
+
+def test_a_token_in_the_host_query_string_is_not_shown_by_the_panel(monkeypatch: Any) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", QUERY_HOST)
+    panel = GeneratePanel(model="tiny")
+    assert "has a query string" in panel.status.value
+    assert TOKEN not in panel.status.value + repr(panel.widget)
+
+
+def test_a_token_in_the_host_query_string_is_not_echoed_by_the_cli(capsys: Any, monkeypatch: Any) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", QUERY_HOST)
+    assert cli_main(["generate", "--model", "tiny", "--prompt", "Hi"]) != 0
+    captured = capsys.readouterr()
+    assert TOKEN not in captured.out + captured.err
+    assert "OLLAMA_HOST 'http://127.0.0.1:11434/?…' has a query string" in captured.err
 
 
 def test_a_query_string_from_python_is_a_clear_error() -> None:
