@@ -74,7 +74,8 @@ class ComparisonResult(dict[str, GenerationResult]):
 
     A model that failed or was interrupted has its partial result (``complete`` False;
     empty text when nothing had arrived) and its one-line error in ``errors``.
-    ``seconds`` holds each model's wall-clock time from request to last token.
+    ``seconds`` holds each model's wall-clock time from request to last token and
+    ``first_token`` its time from request to first token (loading and reading the prompt).
     """
 
     def __init__(self, models: Iterable[str]) -> None:
@@ -82,35 +83,79 @@ class ComparisonResult(dict[str, GenerationResult]):
         self.models = list(models)
         self.errors: dict[str, str] = {}
         self.seconds: dict[str, float] = {}
+        self.first_token: dict[str, float] = {}
         self.interrupted = False
+
+    def _complete(self) -> list[str]:
+        return [m for m in self.models if m in self and self[m].complete and m not in self.errors]
 
     @property
     def fastest(self) -> str | None:
-        """The model whose complete answer came first, or None if none completed."""
-        done = [m for m in self.models if m in self.seconds and m in self and self[m].complete]
-        return min(done, key=lambda m: self.seconds[m]) if done else None
+        """The model that generated the most tokens per second, among complete answers.
+
+        Wall-clock times are not compared: models that stop after different numbers of
+        tokens did different amounts of work.  None unless at least two models finished
+        with the server's timings.
+        """
+        rates = {m: self[m].stats.tokens_per_second for m in self._complete()}
+        return _winner({m: -r for m, r in rates.items() if r is not None})
+
+    @property
+    def first_to_answer(self) -> str | None:
+        """The model whose first token came soonest (the same prompt, so a fair race), or None."""
+        return _winner({m: self.first_token[m] for m in self._complete() if m in self.first_token})
+
+    def describe(self, model: str) -> str:
+        """What one model did, each figure named: first token, tokens and their rate, time in all."""
+        result = self.get(model)
+        if model in self.errors:
+            interrupted = self.errors[model].startswith(("GenerationInterrupted", "KeyboardInterrupt"))
+            return f"{model} {'interrupted' if interrupted else 'failed'}"
+        if result is None:
+            return f"{model} waiting"
+        figures = []
+        if model in self.first_token:
+            figures.append(f"first token {format_seconds(self.first_token[model])}")
+        count, tps = result.stats.eval_count, result.stats.tokens_per_second
+        if count is not None:
+            figures.append(f"{count} token{'s' if count != 1 else ''}" + (f" at {tps:.1f} tok/s" if tps else ""))
+        if model in self.seconds:
+            figures.append(f"{format_seconds(self.seconds[model])} in all")
+        return f"{model}: {', '.join(figures)}" if figures else model
 
     def summary(self) -> str:
-        """One line: which model was fastest, and each one's time and tokens per second."""
+        """One line: the winner of each fair race (tokens/s, first token), then each model's figures."""
         bits = []
-        fastest = self.fastest
-        if fastest is not None and len(self.models) > 1:
-            bits.append(f"fastest: {fastest}")
-        for model in self.models:
-            result = self.get(model)
-            if model in self.errors:
-                interrupted = self.errors[model].startswith(("GenerationInterrupted", "KeyboardInterrupt"))
-                bits.append(f"{model} {'interrupted' if interrupted else 'failed'}")
-            elif result is None:
-                bits.append(f"{model} waiting")
-            else:
-                tps = result.stats.tokens_per_second
-                speed = f", {tps:.1f} tok/s" if tps is not None else ""
-                bits.append(f"{model} {format_seconds(self.seconds.get(model))}{speed}")
+        fastest, first = self.fastest, self.first_to_answer
+        if fastest is not None:
+            bits.append(f"fastest generation: {fastest} ({self[fastest].stats.tokens_per_second:.1f} tok/s)")
+        if first is not None:
+            bits.append(f"first to answer: {first} ({format_seconds(self.first_token[first])})")
+        bits.extend(self.describe(model) for model in self.models)
         return " · ".join(bits)
+
+    def record(self, event: Event) -> None:
+        """Take the timings and the outcome an event carries (its column's view does the rest)."""
+        if event.kind == "chunk" and event.seconds is not None:
+            self.first_token.setdefault(event.model, event.seconds)
+        elif event.kind in ("done", "failed"):
+            if event.result is not None:
+                self[event.model] = event.result
+            if event.kind == "done" and event.seconds is not None:
+                self.seconds[event.model] = event.seconds
+            if event.kind == "failed":
+                self.errors[event.model] = one_line(event.error)
 
     def __repr__(self) -> str:
         return f"ComparisonResult({self.summary()})"
+
+
+def _winner(scores: dict[str, float]) -> str | None:
+    """The model with the lowest score, if at least two took part and it has no tie."""
+    ranked = sorted(scores.items(), key=lambda item: item[1])
+    if len(ranked) < 2 or ranked[0][1] == ranked[1][1]:
+        return None
+    return ranked[0][0]
 
 
 def thread_name(thread: str, model: str) -> str:
@@ -183,7 +228,7 @@ def compare(
         started = time.monotonic()
 
         def on_chunk(piece: str, thought: str) -> None:
-            events.put(Event("chunk", model, piece=piece, thought=thought))
+            events.put(Event("chunk", model, piece=piece, thought=thought, seconds=time.monotonic() - started))
 
         def on_attempt(number: int, payload: dict[str, Any]) -> None:
             events.put(Event("attempt", model, number=number))
@@ -221,12 +266,7 @@ def compare(
     def handle(event: Event) -> None:
         if event.kind in ("done", "failed"):
             pending.discard(event.model)
-            if event.result is not None:
-                results[event.model] = event.result
-            if event.kind == "done" and event.seconds is not None:
-                results.seconds[event.model] = event.seconds
-            if event.kind == "failed":
-                results.errors[event.model] = one_line(event.error)
+        results.record(event)
         if on_event is not None:
             on_event(event)
         elif event.kind == "warning" and event.message not in warned:
@@ -341,6 +381,7 @@ class ComparisonView:
     def apply(self, event: Event) -> None:
         """Take one event into its column."""
         column = self.columns[event.model]
+        self.results.record(event)
         if event.kind == "chunk":
             column.status = ""
             if event.piece:
@@ -359,9 +400,6 @@ class ComparisonView:
             if event.result.errors:
                 column.status = "rejected: the answer does not match the schema"
             column.footer = self._footer(event.model, event.result) if self._footer else ""
-            self.results[event.model] = event.result
-            if event.seconds is not None:
-                self.results.seconds[event.model] = event.seconds
         elif event.kind == "failed":
             partial = event.result
             interrupted = isinstance(event.error, (GenerationInterrupted, KeyboardInterrupt))
@@ -371,8 +409,7 @@ class ComparisonView:
                     partial.thinking = str(column.thoughts)
             column.result = partial
             self.results[event.model] = partial
-            message = one_line(event.error)
-            self.results.errors[event.model] = message
+            message = self.results.errors[event.model]
             if interrupted:
                 self.results.interrupted = True
                 column.status = (

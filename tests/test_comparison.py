@@ -20,7 +20,8 @@ from werkzeug.wrappers import Request, Response
 
 import ollama_magic
 from ollama_magic import GenerationInterrupted, InvalidRequestError
-from ollama_magic.comparison import ComparisonResult, compare
+from ollama_magic.comparison import ComparisonResult, Event, compare
+from ollama_magic.result import GenerationResult, Stats
 
 from .conftest import chunk, final, run
 
@@ -161,27 +162,58 @@ def test_the_same_prompt_goes_to_each_model_and_the_answers_stand_side_by_side(n
     assert [f.split(" · ")[0] for f in page.footers] == ["alpha", "beta"]
     assert all("tok/s" in f and "thread default [" in f for f in page.footers)
     assert all("flex:1 1 22em" in s for s in page.styles) and "flex-wrap:wrap" in shown["text/html"]
-    assert page.summary.startswith("fastest: ")
-    assert "alpha 100.0 tok/s" not in page.summary  # the summary gives time, then speed
-    assert ", 100.0 tok/s" in page.summary  # eval_count 4 in 40 ms
+    # Both made 100 tok/s (eval_count 4 in 40 ms): a tie names no winner for speed.
+    assert not page.summary.startswith("fastest generation")
+    assert "alpha: first token " in page.summary and "4 tokens at 100.0 tok/s, " in page.summary
     assert columns(shown["text/plain"])["alpha"].startswith("Hello from alpha")
     assert columns(shown["text/plain"])["beta"].startswith("Hi from beta")
     r = nb.user_ns["r"]
     assert isinstance(r, ComparisonResult) and list(r) == ["alpha", "beta"]
     assert r["alpha"].text == "Hello from alpha" and r["beta"].text == "Hi from beta"
-    assert r.fastest in ("alpha", "beta") and r.errors == {}
+    assert r.errors == {} and set(r.first_token) == {"alpha", "beta"}
 
 
 def test_the_order_given_is_kept_whoever_finishes_first(ip: Any, multi: ModelFake, capsys: Any) -> None:
-    multi.answer("slow", "one two three", [1], delay=0.15)
-    multi.answer("quick", "done", [2])
-    assert run(ip, f"%%generate -m slow -m quick --host {multi.host} -o r\nGo").success
-    assert list(ip.user_ns["r"]) == ["slow", "quick"]
-    assert ip.user_ns["r"].fastest == "quick"
+    # "long" writes 30 tokens at 20 tok/s and finishes last; "short" stops after 9 at 10 tok/s.
+    multi.answer("long", "one two three", [1], delay=0.15, eval_count=30, eval_duration=1_500_000_000)
+    multi.answer("short", "done", [2], eval_count=9, eval_duration=900_000_000)
+    assert run(ip, f"%%generate -m long -m short --host {multi.host} -o r\nGo").success
+    assert list(ip.user_ns["r"]) == ["long", "short"]
+    assert ip.user_ns["r"].fastest == "long"  # the faster generator, though it finished last
     # In a terminal the answers are stacked, each as it completes, then the summary.
     out = capsys.readouterr().out
-    assert out.index("── quick ──\ndone") < out.index("── slow ──\none two three")
-    assert out.rstrip().splitlines()[-1].startswith("══ fastest: quick")
+    assert out.index("── short ──\ndone") < out.index("── long ──\none two three")
+    assert out.rstrip().splitlines()[-1].startswith("══ fastest generation: long (20.0 tok/s) · first to answer: ")
+
+
+def _finished(model: str, tokens: int, tps: float) -> GenerationResult:
+    stats = Stats(eval_count=tokens, eval_duration=int(tokens / tps * 1e9))
+    return GenerationResult(text="...", model=model, complete=True, stats=stats)
+
+
+def test_the_summary_names_each_figure_and_a_winner_only_for_fair_measures() -> None:
+    """The issue's case: tiny stopped after 9 tokens, smollm2 wrote 30 at twice the speed."""
+    r = ComparisonResult(["smollm2", "tiny"])
+    r.record(Event("chunk", "smollm2", piece="A", seconds=0.42))
+    r.record(Event("chunk", "smollm2", piece="B", seconds=0.9))  # only the first counts
+    r.record(Event("chunk", "tiny", piece="Hey", seconds=0.11))
+    r.record(Event("done", "tiny", result=_finished("tiny", 9, 10.4), seconds=1.13))
+    r.record(Event("done", "smollm2", result=_finished("smollm2", 30, 19.5), seconds=2.70))
+    assert r.fastest == "smollm2" and r.first_to_answer == "tiny"
+    assert r.summary() == (
+        "fastest generation: smollm2 (19.5 tok/s) · first to answer: tiny (110 ms) · "
+        "smollm2: first token 420 ms, 30 tokens at 19.5 tok/s, 2.70 s in all · "
+        "tiny: first token 110 ms, 9 tokens at 10.4 tok/s, 1.13 s in all"
+    )
+
+
+def test_no_winner_is_named_when_only_one_model_finished() -> None:
+    r = ComparisonResult(["a", "b"])
+    r.record(Event("chunk", "a", piece="x", seconds=0.1))
+    r.record(Event("done", "a", result=_finished("a", 5, 50.0), seconds=0.2))
+    r.record(Event("failed", "b", error=RuntimeError("boom"), seconds=0.3))
+    assert r.fastest is None and r.first_to_answer is None
+    assert r.summary() == "a: first token 100 ms, 5 tokens at 50.0 tok/s, 200 ms in all · b failed"
 
 
 def test_streams_are_shown_interleaved_as_they_arrive(nb: Any, multi: ModelFake) -> None:
@@ -275,7 +307,7 @@ def test_compare_from_python(multi: ModelFake) -> None:
     r = ollama_magic.compare("Hi", ["alpha", "beta"], host=multi.host, options={"seed": 1}, think=False)
     assert list(r) == ["alpha", "beta"] and [x.text for x in r.values()] == ["A", "B"]
     assert all(b["options"] == {"seed": 1} and b["think"] is False for b in multi.requests)
-    assert "fastest:" in r.summary() and repr(r).startswith("ComparisonResult(fastest: ")
+    assert "alpha: first token " in r.summary() and repr(r).startswith("ComparisonResult(")
     with pytest.raises(InvalidRequestError, match="given twice"):
         compare("Hi", ["alpha", "alpha"], host=multi.host)
     with pytest.raises(InvalidRequestError, match="top_logprobs"):

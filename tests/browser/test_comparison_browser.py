@@ -61,7 +61,7 @@ def test_two_models_side_by_side_then_stacked_when_narrow(page: Any, lab: Any, r
     assert headers == [LONG, SHORT]
     footers = answer.locator(".ollama-magic-footer").all_inner_texts()
     assert [f.split(" · ")[0] for f in footers] == [LONG, SHORT]
-    assert summary.inner_text().startswith("fastest: ")
+    assert f"{LONG}: first token " in summary.inner_text() and " tok/s, " in summary.inner_text()
     assert "Hey now! Hey now!" in columns.nth(0).inner_text() and "Hey now!" in columns.nth(1).inner_text()
     assert side_by_side(columns), boxes(columns)
     shot(cell(page, 1), "f-compare-wide")
@@ -85,7 +85,8 @@ def _saved_outputs() -> tuple[dict[str, Any], dict[str, Any]]:
 
     view = ComparisonView(["alpha", "beta"], footer=lambda model, r: f"{model} · 9 tokens · 31.0 tok/s")
     for model, text in (("alpha", "Paris is the capital of France."), ("beta", "The capital is **Paris**.")):
-        result = GenerationResult(text=text, model=model, stats=Stats(eval_count=9, eval_duration=290_000_000))
+        duration = 290_000_000 if model == "alpha" else 450_000_000
+        result = GenerationResult(text=text, model=model, stats=Stats(eval_count=9, eval_duration=duration))
         view.apply(Event("done", model, result=result, seconds=0.4 if model == "alpha" else 0.6))
 
     def entry(token: str, p: float, *alternatives: tuple[str, float]) -> dict[str, Any]:
@@ -122,7 +123,7 @@ def test_columns_and_probability_view_in_a_notebook_someone_else_saved(page: Any
     columns.first.wait_for(state="visible", timeout=60_000)
     assert "jp-mod-trusted" not in str(output(page, 0).get_attribute("class")).split()
     assert side_by_side(columns), boxes(columns)  # the inline flex layout survives the sanitizer
-    assert output(page, 0).locator(".ollama-magic-summary").inner_text().startswith("fastest: alpha")
+    assert output(page, 0).locator(".ollama-magic-summary").inner_text().startswith("fastest generation: alpha")
     shot(cell(page, 0), "g-compare-untrusted")
 
     view = output(page, 1)
