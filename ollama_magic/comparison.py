@@ -293,6 +293,8 @@ def compare(
                 handle(events.get(timeout=0.05))
             except queue.Empty:
                 continue
+            except KeyboardInterrupt:
+                continue  # pressed again (or raised by on_event) while stopping: the stop is under way
         for model in list(pending):  # its thread was not scheduled in time; its connection is shut
             handle(Event("failed", model, error=GenerationInterrupted("Interrupted before the answer began.")))
         _fill(results, names)

@@ -315,6 +315,26 @@ def test_compare_from_python(multi: ModelFake) -> None:
     assert len(multi.requests) == 2
 
 
+def test_ctrl_c_pressed_again_while_stopping_still_ends_in_one_calm_interrupt(multi: ModelFake) -> None:
+    """Chunks already queued are taken in while the models stop; a second Ctrl-C then (here
+    raised by on_event at every chunk) must not escape as a bare KeyboardInterrupt."""
+    multi.answer("alpha", " ".join(["a"] * 300), [1])
+    multi.answer("beta", " ".join(["b"] * 300), [2])
+    calls = []
+
+    def impatient(event: Any) -> None:
+        if event.kind == "chunk":
+            calls.append(event.model)
+            if len(calls) == 1:
+                time.sleep(0.3)  # meanwhile both streams queue more chunks
+            raise KeyboardInterrupt
+
+    with pytest.raises(GenerationInterrupted) as info:
+        compare("Go", ["alpha", "beta"], host=multi.host, on_event=impatient)
+    assert list(info.value.partial) == ["alpha", "beta"]
+    assert len(calls) > 1  # the queued chunks were taken in, each raising again
+
+
 def test_an_interrupt_stops_every_model_and_keeps_what_each_had(multi: ModelFake) -> None:
     multi.answer("alpha", " ".join(["a"] * 200), [1], delay=0.02)
     multi.answer("beta", " ".join(["b"] * 200), [2], delay=0.02)
