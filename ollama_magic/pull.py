@@ -12,6 +12,9 @@ Two failures get their own one-line messages: a server that cannot reach the reg
 (offline; Go's ``dial tcp ...`` error is not for people) and Ctrl-C, which closes the
 connection (Ollama then stops the download; the layers it finished are kept, so the next
 pull resumes) and ends the cell with one line instead of a KeyboardInterrupt traceback.
+A model the server already has is no failure when the registry cannot be reached or has
+no such model (one made locally): one calm line says so, so a notebook's pull cell shows
+something true wherever it runs.
 """
 
 from __future__ import annotations
@@ -99,6 +102,9 @@ class PullState:
     completed: int = 0
     total: int = 0
     done: bool = False
+    #: How the pull ended when it did not succeed: ``failed``, ``interrupted`` or
+    #: ``present`` (the registry could not say, but the server has the model already).
+    outcome: str = ""
     clock: Callable[[], float] = time.monotonic
     _history: deque[tuple[float, int]] = field(default_factory=deque)
     _bytes: dict[str, int] = field(default_factory=dict)
@@ -182,7 +188,8 @@ class PullView(Protocol):
     def update(self, state: PullState) -> None: ...
 
     def finish(self, state: PullState, message: str | None) -> None:
-        """The pull ended: ``message`` is the success line, None after a failure (the error says it)."""
+        """The pull ended: ``message`` is the final line, None after a failure (the error says it;
+        ``state.outcome`` says which kind of end it was)."""
         ...
 
 
@@ -296,12 +303,19 @@ class NotebookPullView:
 
     def finish(self, state: PullState, message: str | None) -> None:
         self._show(state)
-        if message is None:  # failed: the bar stays where it stopped, red; the error line follows
+        if message is None:
+            # Failed or interrupted: the bar turns red and says so, and where it stopped (a bar
+            # left empty beside "pulling manifest" would look as if it were still working); the
+            # error's one line follows.  Nothing downloaded: the whole bar is red.
+            reached = state.fraction if state.total else 0.0
+            self.bar.value = reached or 1.0
             self.bar.bar_style = "danger"
+            word = state.outcome or "failed"
+            self.numbers.value = _nowrap(f"{word} at {reached:.0%}" if reached else word)
             return
         self.bar.value = 1.0
-        self.bar.bar_style = "success"
-        self.numbers.value = _nowrap("done")
+        self.bar.bar_style = "info" if state.outcome == "present" else "success"
+        self.numbers.value = _nowrap("already here" if state.outcome == "present" else "done")
         print(message)  # the saved output (the widget is not saved in the notebook)
 
 
@@ -330,12 +344,14 @@ def explain(error: OllamaResponseError, model: str, base_url: str) -> OllamaMagi
     text = str(error).lower()
     registry = _registry_of(model)
     if any(marker in text for marker in _UNREACHABLE):
-        where = "Ollama's model registry" if registry == "registry.ollama.ai" else f"the registry {registry}"
+        if registry == "registry.ollama.ai":
+            return RegistryUnreachableError(
+                f"The Ollama server at {base_url} cannot reach Ollama's model registry ({registry}) to pull "
+                f"{model!r}: give it internet access, or pull on a machine that has and copy ~/.ollama/models over."
+            )
         return RegistryUnreachableError(
-            f"The Ollama server at {base_url} cannot reach {where} ({registry}) to pull {model!r}: it has no "
-            "internet access there. Pull the model on a machine that has (ollama pull), then copy it over "
-            "(the files under that machine's ~/.ollama/models into this server's models folder), "
-            "or give the server internet access."
+            f"The Ollama server at {base_url} cannot reach the registry {registry} to pull {model!r}: "
+            "check that the registry runs and that the server can reach it."
         )
     if "http response to https client" in text:
         return PullError(
@@ -351,6 +367,30 @@ def explain(error: OllamaResponseError, model: str, base_url: str) -> OllamaMagi
         )
     detail = printable(str(error)).removeprefix("Ollama reported an error: ")
     return PullError(f"Pulling {model!r} failed: {detail}", error.status_code)
+
+
+def _already_present(client: OllamaClient, model: str, failure: OllamaMagicError) -> str | None:
+    """The calm line for a model the server has, when the registry could not be asked or has
+    no such model (one made or copied locally): nothing is wrong, nothing was pulled."""
+    unreachable = isinstance(failure, RegistryUnreachableError)
+    if not (unreachable or "has no model" in str(failure)):
+        return None
+    try:
+        names = {str(m.get("name", "")) for m in client.tags()}
+    except OllamaMagicError:
+        return None
+    wanted = model if ":" in model.rpartition("/")[2] else f"{model}:latest"
+    if wanted not in names and model not in names:
+        return None
+    if unreachable:
+        return (
+            f"{model} is on the server already; the registry {_registry_of(model)} cannot be reached from it, "
+            "so it was not checked for a newer version."
+        )
+    return (
+        f"{model} is on the server already; the registry {_registry_of(model)} has no model of that name "
+        "(it was made or copied onto this server), so there is nothing to pull."
+    )
 
 
 def pull(
@@ -381,16 +421,25 @@ def pull(
         message = (
             f"Pull of {model!r} interrupted: the layers already downloaded stay on the server; pull again to resume."
         )
+        state.outcome = "interrupted"
         view.finish(state, None)
         raise PullInterrupted(message) from None
     except OllamaResponseError as exc:
         failure = explain(exc, model, client.base_url)
+        kept = _already_present(client, model, failure)
+        if kept is not None:
+            state.outcome = "present"
+            view.finish(state, kept)
+            return state
+        state.outcome = "failed"
         view.finish(state, None)
         raise failure from None
     except OllamaMagicError:
+        state.outcome = "failed"
         view.finish(state, None)
         raise
     if not state.done:
+        state.outcome = "failed"
         view.finish(state, None)
         raise PullError(f"The pull of {model!r} ended without Ollama's 'success': try it again.")
     size = _size(sum(state._bytes.values()))

@@ -138,9 +138,68 @@ def test_a_server_without_internet_is_one_line_that_says_what_to_do(
     lines = screen(text)
     assert len(lines) == 1, text
     assert lines[0].startswith("RegistryUnreachableError: The Ollama server at http://127.0.0.1:")
-    assert "cannot reach Ollama's model registry (registry.ollama.ai)" in lines[0]
-    assert "on a machine that has" in lines[0] and "copy it over" in lines[0]
+    assert "cannot reach Ollama's model registry (registry.ollama.ai) to pull 'qwen2.5:0.5b': " in lines[0]
+    assert "give it internet access, or pull on a machine that has and copy ~/.ollama/models over." in lines[0]
+    assert lines[0].count("registry.ollama.ai") == 1 and len(lines[0]) < 240
     assert "dial tcp" not in text and "Traceback" not in text
+
+
+def test_another_registry_out_of_reach_is_named_once(ip: Any, httpserver: HTTPServer, capsys: Any) -> None:
+    refused = 'Get "http://127.0.0.1:1/v2/library/tiny/manifests/latest": dial tcp 127.0.0.1:1: connect: refused'
+    serve_pull(httpserver, [{"status": "pulling manifest"}, {"error": refused}])
+    assert not run(ip, "%ollama pull --insecure 127.0.0.1:1/library/tiny").success
+    seen = capsys.readouterr()
+    (line,) = screen(seen.out + seen.err)
+    assert line.endswith(
+        "cannot reach the registry 127.0.0.1:1 to pull '127.0.0.1:1/library/tiny': "
+        "check that the registry runs and that the server can reach it."
+    )
+    assert line.count("127.0.0.1:1 ") == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        (OFFLINE, "the registry registry.ollama.ai cannot be reached from it, so it was not checked for a newer"),
+        ("pull model manifest: file does not exist", "has no model of that name (it was made or copied onto this"),
+    ],
+)
+def test_pulling_a_model_the_server_has_is_one_calm_line_when_the_registry_cannot_help(
+    ip: Any, httpserver: HTTPServer, capsys: Any, error: str, words: str
+) -> None:
+    """A notebook's pull cell of the model it uses shows something true wherever it runs:
+    offline, or with a model made locally that no registry has."""
+    serve_pull(httpserver, [{"status": "pulling manifest"}, {"error": error}])
+    tags = {"models": [{"name": "smollm2:latest", "model": "smollm2:latest"}]}
+    httpserver.expect_request("/api/tags").respond_with_json(tags)
+    with notebook_like(ip) as shell:
+        assert run(shell, "%ollama pull smollm2").success
+        bar = [m for m in shell.publisher.messages if "application/vnd.jupyter.widget-view+json" in m["data"]]
+        assert bar
+    seen = capsys.readouterr()
+    assert seen.err == ""
+    (line,) = screen(seen.out)
+    assert line.startswith("smollm2 is on the server already; ") and words in line
+
+
+def test_a_failed_pull_turns_its_bar_red_and_says_so() -> None:
+    """Left as it was, the bar would stay empty beside "pulling manifest", as if still working."""
+    from ollama_magic.pull import NotebookPullView
+
+    shown: list[Any] = []
+    for objects, words in (
+        ([{"status": "pulling manifest"}], "failed"),
+        (progress()[:3], "failed at 25%"),
+    ):
+        view = NotebookPullView(shown.append)
+        state = PullState("m")
+        for obj in objects:
+            state.update(obj)
+            view.update(state)
+        state.outcome = "failed"
+        view.finish(state, None)
+        assert view.bar.bar_style == "danger" and view.bar.value > 0
+        assert words in view.numbers.value and "pulling manifest" not in view.numbers.value
 
 
 @pytest.mark.parametrize(
