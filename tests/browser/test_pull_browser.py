@@ -83,3 +83,57 @@ def test_pull_shows_a_live_progress_bar_then_the_result(page: Any, lab: Any, slo
     assert "Pulled qwen2.5:0.5b: 1 layers, 397.8 MB, ready to use." in cell(page, 1).inner_text()
     assert page.evaluate("() => window.__pwned") is None
     assert cell(page, 1).locator("img").count() == 0
+
+
+@pytest.fixture
+def failing_pull() -> Iterator[str]:
+    """A server that cannot reach the registry: "pulling manifest", then Ollama's error."""
+    from pytest_httpserver import HTTPServer
+    from werkzeug.wrappers import Request, Response
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+
+    def respond(request: Request) -> Response:
+        def lines() -> Iterator[bytes]:
+            yield b'{"status": "pulling manifest"}\n'
+            time.sleep(0.5)
+            error = 'pull model manifest: Get "https://registry.ollama.ai/v2/": dial tcp: no such host'
+            yield (json.dumps({"error": error}) + "\n").encode()
+
+        return Response(lines(), mimetype="application/x-ndjson")
+
+    server.expect_request("/api/pull", method="POST").respond_with_handler(respond)
+    server.expect_request("/api/tags").respond_with_json({"models": []})
+    server.start()
+    try:
+        yield f"127.0.0.1:{server.port}"
+    finally:
+        server.clear()
+        if server.is_running():
+            server.stop()
+
+
+def test_a_failed_pull_shows_a_red_bar_that_says_failed(page: Any, lab: Any, failing_pull: str) -> None:
+    """Not an empty bar still saying "pulling manifest", as if it were still working."""
+    write_notebook(
+        lab.root / "pull-failed.ipynb",
+        f"%load_ext ollama_magic\n%config GenerateMagics.host = {failing_pull!r}",
+        "%ollama pull qwen2.5:0.5b",
+    )
+    open_notebook(page, lab.notebook_url("pull-failed.ipynb"))
+    run_all_cells(page)
+    wait_all_executed(page)
+    page.wait_for_function(
+        "() => /RegistryUnreachableError/.test([...document.querySelectorAll('.jp-OutputArea-output')]"
+        ".map(e => e.textContent).join(' '))",
+        timeout=30_000,
+    )
+    bar = cell(page, 1).locator(".progress-bar-danger")
+    bar.wait_for(timeout=30_000)
+    box = bar.bounding_box()
+    assert box is not None and box["width"] > 100  # a red bar one can see, not an empty one
+    text = cell(page, 1).inner_text()
+    assert "failed" in text and "pulling manifest" not in text
+    assert text.count("registry.ollama.ai") == 1  # named once, in the error line
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    cell(page, 1).screenshot(path=str(SHOTS / "pull-failed-cell.png"))
