@@ -45,6 +45,16 @@ class EchoOllama:
         server.expect_request("/api/generate", method="POST").respond_with_handler(self.generate)
         server.expect_request("/api/tags").respond_with_handler(self.tags)
 
+    def _take_interrupt(self) -> bool:
+        """True once per ``interrupt_on_hang = True``: a Ctrl-C is simulated exactly once, so
+        a second request in flight cannot deliver another after the test has caught the first
+        (a stray KeyboardInterrupt ends the whole pytest run)."""
+        with self._lock:
+            if not self.interrupt_on_hang:
+                return False
+            self.interrupt_on_hang = False
+            return True
+
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.server.port}"
@@ -86,7 +96,7 @@ class EchoOllama:
             try:
                 if "hang" in prompt:
                     self.hanging.set()
-                    if self.interrupt_on_hang:
+                    if self._take_interrupt():
                         deadline = time.monotonic() + 10
                         while self.completed < self.interrupt_after and time.monotonic() < deadline:
                             time.sleep(0.01)

@@ -51,6 +51,26 @@ def raw_generate(host: str, **body: Any) -> dict[str, Any]:
     return response.json()  # type: ignore[no-any-return]
 
 
+def unload(host: str, model: str, timeout: float = 120.0) -> None:
+    """Unload ``model`` and wait until /api/ps no longer lists it.
+
+    An earlier test may have cancelled a request while the model was loading: Ollama then
+    answers the next request for it with HTTP 500 ("client connection closed before server
+    finished loading", or a load aborted some other way) until that load is over.  That is
+    the server catching up, not a failure of the test that follows: ask again until it is idle.
+    """
+    end = time.monotonic() + timeout
+    while True:
+        response = requests.post(
+            f"{url(host)}/api/generate", json={"model": model, "prompt": "", "keep_alive": 0}, timeout=60
+        )
+        if response.ok or time.monotonic() > end:
+            break
+        time.sleep(0.2)
+    response.raise_for_status()
+    assert wait_until(lambda: model not in loaded_models(host), timeout=max(1.0, end - time.monotonic()))
+
+
 def loaded_models(host: str) -> set[str]:
     """Names in GET /api/ps, without the ``:latest`` tag."""
     models = requests.get(f"{url(host)}/api/ps", timeout=10).json().get("models") or []

@@ -28,10 +28,10 @@ from .support import (
     assert_one_line,
     failing_cell,
     free_port,
-    loaded_models,
     ollama_server_dir,
     raw_generate,
     run,
+    unload,
     url,
     wait_until,
 )
@@ -75,21 +75,16 @@ def test_a_dead_ollama_host_is_named_in_the_message(real_ip: Any, capsys: Any, m
     assert f"Could not reach Ollama at http://127.0.0.1:{port}" in line
 
 
-def _unload(host: str, model: str) -> None:
-    raw_generate(host, model=model, prompt="hi", keep_alive=0)
-    assert wait_until(lambda: model not in loaded_models(host), timeout=10)
-
-
 def test_a_timeout_is_one_line(real_ip: Any, real_host: str, capsys: Any) -> None:
     # A cold model takes ~0.25 s to load before the first byte of the answer.
-    _unload(real_host, SHORT)
+    unload(real_host, SHORT)
     line = assert_one_line(failing_cell(real_ip, capsys, f"%generate -m {SHORT} --no-context --timeout 0.05 hi"))
     assert line.startswith(f"OllamaTimeoutError: Ollama at {url(real_host)} did not answer within ")
     assert "raise it with --timeout" in line
 
 
 def test_the_timeout_message_names_the_seconds_given(real_ip: Any, real_host: str, capsys: Any) -> None:
-    _unload(real_host, SHORT)
+    unload(real_host, SHORT)
     line = assert_one_line(failing_cell(real_ip, capsys, f"%generate -m {SHORT} --no-context --timeout 0.05 hi"))
     assert "did not answer within 0.05 s" in line
 
