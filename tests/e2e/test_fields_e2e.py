@@ -152,7 +152,7 @@ def test_keep_alive(real_ip: Any, real_host: str) -> None:
     assert dt.timedelta(minutes=55) < remaining <= dt.timedelta(hours=1, minutes=1)
     r = generate_cell(real_ip, f"-m {SHORT} --no-context --keep-alive 0")
     assert r.request["keep_alive"] == 0
-    assert wait_until(lambda: SHORT not in loaded_models(real_host), timeout=5), loaded_models(real_host)
+    assert wait_until(lambda: SHORT not in loaded_models(real_host), timeout=60), loaded_models(real_host)
 
 
 def test_no_stream_shows_one_final_display_with_the_same_text(real_nb: Any) -> None:
