@@ -8,6 +8,14 @@ types, so each is proven here: SmolLM2-135M-Instruct rewritten with its weights 
 (scripts/make_quantized_gguf.py), and a random-weight model with the Binder demo model
 ``qwen2.5:0.5b``'s shapes and Q4_K_M mix (qwen2 architecture, head size 64, 24 blocks).
 
+What these tests can catch depends on the processor.  Checked on an AMD EPYC without AMX
+(the server loads ``libggml-cpu-icelake.so``): with ``OLLAMA_NUM_GPU=999`` the smollm2 models
+answer "-,-'s-------..." and the server ends the answer unfinished (``done`` false), so every
+smollm2 test fails; without DT_SYMBOLIC all pass, only about 3x slower, because the "666..."
+needs the AMX weight layout of ``libggml-cpu-sapphirerapids.so``, which only a processor with
+AMX loads.  The qwen-shaped model passed even with ``OLLAMA_NUM_GPU=999`` (its q/k/v biases may
+keep it off the GPU-only attention); its random answers cannot show wrong arithmetic.
+
 The models are made and created once (scripts/weight_type_models.py caches them in the
 server's folder): a first run costs about 10 s per type (40 s for the qwen-shaped one) on
 2 cores, a second run only the answers.  Every request uses ``keep_alive: 0`` so nine models
