@@ -11,7 +11,7 @@ types, so each is proven here: SmolLM2-135M-Instruct rewritten with its weights 
 What these tests can catch depends on the processor.  Checked on an AMD EPYC without AMX
 (the server loads ``libggml-cpu-icelake.so``): with ``OLLAMA_NUM_GPU=999`` the smollm2 models
 answer "-,-'s-------..." and the server ends the answer unfinished (``done`` false), so every
-smollm2 test fails; without DT_SYMBOLIC all pass, only about 3x slower, because the "666..."
+smollm2 test fails; without DT_SYMBOLIC all pass (more slowly: the SSE copy computes), as the "666..."
 needs the AMX weight layout of ``libggml-cpu-sapphirerapids.so``, which only a processor with
 AMX loads.  The qwen-shaped model passed even with ``OLLAMA_NUM_GPU=999`` (its q/k/v biases may
 keep it off the GPU-only attention); its random answers cannot show wrong arithmetic.
