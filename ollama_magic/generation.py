@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Protocol
 
-from . import auth, features, structured
+from . import auth, capabilities, features, structured
 from .busy import BusyRetry, RetryCallback
 from .client import OllamaClient, OpenRequest, Timeout
 from .errors import GenerationInterrupted, OllamaMagicError, OllamaResponseError
@@ -192,6 +192,8 @@ def generate(
         "top_logprobs": DEFAULT_TOP_LOGPROBS if logprobs and top_logprobs is None else top_logprobs,
     }
     payload = build_generate_payload(prompt=sent_prompt, **base)
+    if payload.get("images"):
+        capabilities.check_images(client, payload["model"])
     attempt = 1
     while True:
         if on_attempt is not None:

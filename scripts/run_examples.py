@@ -114,12 +114,17 @@ def problems(nb: Any, model: str) -> list[str]:
                 found.append(f"{where}: {who} gave an empty answer")
         if "may-break-schema" not in cell.metadata.get("tags", []):
             found += [f"{where}: {marker!r}" for marker in SCHEMA_FAILURES if marker in text]
-        if cell.source.lstrip().startswith(("%%generate", "%generate")) and not shown and not errors:
+        refused = errors or any(o.output_type == "stream" and o.name == "stderr" for o in cell.outputs)
+        if cell.source.lstrip().startswith(("%%generate", "%generate")) and not shown and not refused:
             found.append(f"{where}: no answer with its footer")
     if (
         not is_test_model(model)
         and not any(not is_test_model(who) for c in nb.cells if c.cell_type == "code" for who, _ in answers(c.outputs))
-        and any(c.source.lstrip().startswith(("%%generate", "%generate")) for c in nb.cells if c.cell_type == "code")
+        and any(
+            c.source.lstrip().startswith(("%%generate", "%generate"))
+            for c in nb.cells
+            if c.cell_type == "code" and "raises-exception" not in c.metadata.get("tags", [])
+        )
     ):
         found.append(f"no answer came from a real model (the model was {model})")
     return found

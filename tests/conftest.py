@@ -126,6 +126,16 @@ def _collapse(response: Response) -> Response:
 
 
 @pytest.fixture(autouse=True)
+def _no_capabilities_remembered() -> Iterator[None]:
+    """Every test's fake server starts unknown (they share one port, so one cache key)."""
+    from ollama_magic import capabilities
+
+    capabilities.forget()
+    yield
+    capabilities.forget()
+
+
+@pytest.fixture(autouse=True)
 def _no_default_model_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """OLLAMA_MAGIC_MODEL set in a developer's shell must not change what the tests see."""
     monkeypatch.delenv("OLLAMA_MAGIC_MODEL", raising=False)
