@@ -69,10 +69,15 @@ def _text(fragment: str) -> str:
     return html.unescape(re.sub(r"<[^>]+>", " ", fragment)).strip()
 
 
+_BATCH = re.compile(r'<div class="ollama-magic-batch"><table>.*?<tbody>(?P<rows>.*?)</tbody>', re.S)
+_BATCH_FAILED = re.compile(r"(\d+) failed \(([^)]*)\)")
+
+
 def answers(outputs: list[Any]) -> list[tuple[str, str]]:
     """The answers a cell shows, each as (model, text): every answer block with a footer
     (one per ``%%generate`` display, one per column of a comparison), the model read from
-    the footer's first field, the text from above it (schema problems and status left out)."""
+    the footer's first field, the text from above it (schema problems and status left out);
+    and each row of a batch table (``--each``), whose model is the notebook's (model "")."""
     found = []
     for output in outputs:
         if output.output_type != "display_data":
@@ -82,7 +87,20 @@ def answers(outputs: list[Any]) -> list[tuple[str, str]]:
             body = re.split(r'<div class="ollama-magic-(?:errors|status)"', match["body"], maxsplit=1)[0]
             model = _text(match["footer"]).split(" · ")[0]
             found.append((model, _text(body)))
+        for table in _BATCH.finditer(page):
+            for row in re.findall(r"<tr>(.*?)</tr>", table["rows"], re.S):
+                cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+                if len(cells) >= 3:
+                    found.append(("", _text(cells[2])))
     return found
+
+
+def batch_failures(outputs: list[Any]) -> list[str]:
+    """What the final batch table of a cell says failed ("2 × the answer does not match ...")."""
+    pages = [str(o.get("data", {}).get("text/html", "")) for o in outputs if o.output_type == "display_data"]
+    batch = [p for p in pages if 'class="ollama-magic-batch"><table>' in p]
+    found = _BATCH_FAILED.search(_text(batch[-1].split('class="ollama-magic-footer"', 1)[-1])) if batch else None
+    return [f"{found[1]} failed ({found[2]})"] if found else []
 
 
 def is_test_model(model: str) -> bool:
@@ -106,6 +124,7 @@ def problems(nb: Any, model: str) -> list[str]:
         shown = answers(cell.outputs)
         if not shown and not is_test_model(model) and "Hey now!" in text:
             found.append(f"{where}: shows the test model's 'Hey now!' while the model is {model}")
+        shown = [(who or model, answer) for who, answer in shown]
         for who, answer in shown:
             # a test model may answer beside a real one in a comparison; a real model never says that
             if not is_test_model(who) and "Hey now!" in answer:
@@ -114,12 +133,15 @@ def problems(nb: Any, model: str) -> list[str]:
                 found.append(f"{where}: {who} gave an empty answer")
         if "may-break-schema" not in cell.metadata.get("tags", []):
             found += [f"{where}: {marker!r}" for marker in SCHEMA_FAILURES if marker in text]
+            found += [f"{where}: items {failure}" for failure in batch_failures(cell.outputs)]
         refused = errors or any(o.output_type == "stream" and o.name == "stderr" for o in cell.outputs)
         if cell.source.lstrip().startswith(("%%generate", "%generate")) and not shown and not refused:
             found.append(f"{where}: no answer with its footer")
     if (
         not is_test_model(model)
-        and not any(not is_test_model(who) for c in nb.cells if c.cell_type == "code" for who, _ in answers(c.outputs))
+        and not any(
+            not is_test_model(who or model) for c in nb.cells if c.cell_type == "code" for who, _ in answers(c.outputs)
+        )
         and any(
             c.source.lstrip().startswith(("%%generate", "%generate"))
             for c in nb.cells

@@ -87,3 +87,30 @@ def test_errors_fail_but_a_one_line_error_shown_on_purpose_passes() -> None:
 def test_a_generate_cell_without_an_answer_fails() -> None:
     found = problems(cell("%%generate\nWhy?"))
     assert any("no answer with its footer" in f for f in found), found
+
+
+def batch_table(*answers: str, failed: int = 0) -> Any:
+    """The final table of a --each cell, drawn by the package from real results."""
+    from ollama_magic.batch_results import BatchResults
+    from ollama_magic.batch_view import BatchTable
+    from ollama_magic.result import GenerationResult
+
+    results = []
+    for text in answers:
+        r = GenerationResult(model="smollm2", text=text, complete=True)
+        results.append(r)
+    for _ in range(failed):
+        results.append(GenerationResult(model="smollm2", text="{}", complete=True, errors=["$.label is required"]))
+    table = BatchTable(BatchResults(results), [f"prompt {i}" for i in range(len(results))])
+    return new_output("display_data", data={"text/html": table.html()})
+
+
+def test_a_batch_table_counts_as_the_notebooks_models_answers() -> None:
+    assert problems(cell("%%generate --each df\n{x}", batch_table("positive", "negative"))) == []
+    found = problems(cell("%%generate --each df\n{x}", batch_table("Hey now!", "Hey now!")))
+    assert any("smollm2 answered the test model's 'Hey now!'" in f for f in found), found
+
+
+def test_a_batch_with_failed_items_fails() -> None:
+    found = problems(cell("%%generate --each df --format s\n{x}", batch_table("positive", failed=1)))
+    assert any("items 1 failed (1 × the answer does not match the schema)" in f for f in found), found
