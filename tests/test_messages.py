@@ -1,0 +1,212 @@
+"""Conversations that outlive ``context``: threads keep their messages and continue through
+``/api/chat`` when a server returns no context, when the model changes, or when asked to.
+
+The fake server answers /api/chat as Ollama does (the text in ``message``, no context); a
+final object without ``context`` is what a cloud model or a future Ollama sends.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from werkzeug.wrappers import Response
+
+from ollama_magic import generate
+from ollama_magic.conversation import ConversationStore
+
+from .conftest import FakeOllama, chunk, final, run
+
+
+def no_context(fake: FakeOllama, text: str = "Hey now!", model: str = "tiny", **extra: Any) -> None:
+    """Queue an answer whose final object carries no context (as a cloud model's)."""
+    fake.stream(chunk(text, model), final(None, model, **extra))
+
+
+def test_an_answer_without_context_makes_the_next_turn_continue_through_chat(
+    ip: Any, fake: FakeOllama, tmp_path: Path, capsys: Any
+) -> None:
+    picture = tmp_path / "cat.png"
+    picture.write_bytes(b"\x89PNG\r\n\x1a\n fake")
+    encoded = base64.b64encode(picture.read_bytes()).decode()
+    no_context(fake, "Hello Ada.")
+    no_context(fake, "A cat.")
+    no_context(fake, "Ada.")
+    run(ip, "%%generate -m tiny --system 'Be brief.'\nMy name is Ada.")
+    assert fake.paths == ["/api/generate"]
+    capsys.readouterr()
+    run(ip, f"%%generate -m tiny --images {picture}\nWhat is this?")
+    assert fake.paths[1] == "/api/chat"
+    assert fake.requests[1]["messages"] == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "Hello Ada."},
+        {"role": "user", "content": "What is this?", "images": [encoded]},
+    ]
+    assert "context" not in fake.requests[1] and "prompt" not in fake.requests[1]
+    out = capsys.readouterr().out
+    assert "A cat." in out
+    assert "the thread continues from its messages: this server returned no context" in out
+    run(ip, "%%generate -m tiny -o r\nWhat is my name?")
+    assert fake.paths[2] == "/api/chat"
+    sent = fake.requests[2]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert sent[3]["images"] == [encoded] and sent[4] == {"role": "assistant", "content": "A cat."}
+    assert "continues from its messages" not in capsys.readouterr().out  # said once, not every turn
+    r = ip.user_ns["r"]
+    assert r.text == "Ada." and r.context is None and r.thread == "default"
+    assert r.messages == [*sent, {"role": "assistant", "content": "Ada."}]
+
+
+def test_chat_turns_carry_options_format_think_keep_alive_logprobs_and_retry(ip: Any, fake: FakeOllama) -> None:
+    no_context(fake)
+    run(ip, "%%generate -m tiny\nFirst")
+    ip.user_ns["schema"] = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    no_context(fake, '{"n": "x"}')
+    no_context(fake, '{"n": 2}')
+    cell = "%%generate -m tiny -t 0.3 --format schema --retries 1 --think --keep-alive 5m --logprobs 2 -o r\nCount"
+    assert run(ip, cell).success
+    first, retry = fake.requests[1], fake.requests[2]
+    assert fake.paths[1:] == ["/api/chat", "/api/chat"]
+    assert first["options"] == {"temperature": 0.3} and first["format"] == ip.user_ns["schema"]
+    assert (first["think"], first["keep_alive"], first["logprobs"], first["top_logprobs"]) == (True, "5m", True, 2)
+    assert retry["messages"][:2] == first["messages"][:2]  # the retry starts from the same conversation
+    assert "A previous answer was" in retry["messages"][-1]["content"]
+    assert ip.user_ns["r"].data == {"n": 2}
+    no_context(fake)
+    run(ip, "%%generate -m tiny\nNext")
+    answers = [m["content"] for m in fake.last["messages"] if m["role"] == "assistant"]
+    assert answers == ["Hey now!", '{"n": 2}']  # only the accepted answer joined the thread
+
+
+def test_rerunning_a_cell_in_messages_mode_branches_from_where_it_first_started(ip: Any, fake: FakeOllama) -> None:
+    ip.run_line_magic("config", "GenerateMagics.conversation = 'messages'")
+    for text in ("a1", "b1", "c1", "b2"):
+        no_context(fake, text)
+    run(ip, "%%generate -m tiny\nA", cell_id="cell-a")
+    run(ip, "%%generate -m tiny\nB", cell_id="cell-b")
+    run(ip, "%%generate -m tiny\nC", cell_id="cell-c")
+    run(ip, "%%generate -m tiny\nB again", cell_id="cell-b")
+    assert fake.paths == ["/api/chat"] * 4  # messages mode: every turn, the first too
+    assert fake.requests[0]["messages"] == [{"role": "user", "content": "A"}]
+    assert [m["content"] for m in fake.requests[3]["messages"]] == ["A", "a1", "B again"]
+    no_context(fake, "d1")
+    run(ip, "%%generate -m tiny\nD", cell_id="cell-d")  # a new cell continues the newest answer
+    assert [m["content"] for m in fake.last["messages"]] == ["A", "a1", "B again", "b2", "D"]
+
+
+def test_new_and_no_context_and_reset_work_in_messages_mode(ip: Any, fake: FakeOllama) -> None:
+    for text in ("a", "b", "c", "d", "e"):
+        no_context(fake, text)
+    run(ip, "%%generate -m tiny --conversation messages\nA")
+    run(ip, "%%generate -m tiny --conversation messages --new\nB")
+    assert fake.requests[1]["messages"] == [{"role": "user", "content": "B"}]
+    run(ip, "%%generate -m tiny --no-context\nC")
+    assert fake.paths[2] == "/api/generate"
+    run(ip, "%%generate -m tiny --conversation messages\nD")
+    assert [m["content"] for m in fake.requests[3]["messages"]] == ["B", "b", "D"]  # C stored nothing
+    run(ip, "%ollama reset")
+    run(ip, "%%generate -m tiny --conversation messages\nE")
+    assert fake.requests[4]["messages"] == [{"role": "user", "content": "E"}]
+
+
+def test_another_model_continues_the_conversation_and_the_footer_says_so(
+    ip: Any, fake: FakeOllama, capsys: Any
+) -> None:
+    fake.reply("I am tiny.", context=[1, 2], model="tiny")
+    no_context(fake, "Still here.", model="other")
+    run(ip, "%%generate -m tiny\nWho are you?")
+    capsys.readouterr()
+    run(ip, "%%generate -m other -o r\nAnd now?")
+    assert fake.paths == ["/api/generate", "/api/chat"]
+    assert fake.last["model"] == "other"
+    assert fake.last["messages"] == [
+        {"role": "user", "content": "Who are you?"},
+        {"role": "assistant", "content": "I am tiny."},
+        {"role": "user", "content": "And now?"},
+    ]
+    assert "other continued tiny's conversation" in capsys.readouterr().out
+    assert ip.user_ns["r"].messages[-1] == {"role": "assistant", "content": "Still here."}
+
+
+def test_context_mode_says_the_conversation_starts_afresh_when_there_is_no_context(
+    ip: Any, fake: FakeOllama, capsys: Any
+) -> None:
+    ip.run_line_magic("config", "GenerateMagics.conversation = 'context'")
+    no_context(fake)
+    no_context(fake)
+    run(ip, "%%generate -m tiny\nMy name is Ada.")
+    capsys.readouterr()
+    run(ip, "%%generate -m tiny\nWhat is my name?")
+    assert fake.paths == ["/api/generate", "/api/generate"] and "context" not in fake.last
+    assert "new conversation: the last answer came with no context" in capsys.readouterr().out
+
+
+def test_a_comparison_keeps_one_message_list_per_model(ip: Any, fake: FakeOllama) -> None:
+    # Two models answer at once, so answers are matched to models by the request's model.
+    answers = {"a": ["a1", "a2"], "b": ["b1", "b2"]}
+
+    def respond(body: dict[str, Any]) -> Response:
+        text = answers[body["model"]].pop(0)
+        lines = [chunk(text, body["model"]), final(None, body["model"])]
+        return Response([(json.dumps(o) + "\n").encode() for o in lines], mimetype="application/x-ndjson")
+
+    fake.answers[:] = [respond] * 4
+    run(ip, "%%generate -m a -m b --conversation messages\nHi")
+    run(ip, "%%generate -m a -m b --conversation messages\nAgain")
+    later = {r["model"]: r["messages"] for r in fake.requests[2:]}
+    assert later["a"] == [
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "Again"},
+    ]
+    assert later["b"][1] == {"role": "assistant", "content": "b1"}
+
+
+def test_options_chat_cannot_carry_are_refused_in_one_line_and_nothing_is_sent(
+    ip: Any, fake: FakeOllama, capsys: Any
+) -> None:
+    for flag in ("--raw", "--template '{{ .Prompt }}'", "--suffix end"):
+        result = run(ip, f"%%generate -m tiny --conversation messages {flag}\nHi")
+        assert not result.success
+        err = capsys.readouterr()
+        message = str(result.error_in_exec)
+        assert flag.split()[0] in message and "conversation 'messages'" in message, message
+        assert "Traceback" not in err.out + err.err
+    assert fake.requests == []
+    # auto: a thread that must continue from its messages refuses --template the same way
+    no_context(fake)
+    run(ip, "%%generate -m tiny\nFirst")
+    result = run(ip, "%%generate -m tiny --template '{{ .Prompt }}'\nSecond")
+    assert not result.success and "--template cannot be sent" in str(result.error_in_exec)
+    assert len(fake.requests) == 1
+
+
+def test_generate_with_messages_from_python(fake: FakeOllama) -> None:
+    no_context(fake, "Ada.")
+    history = [{"role": "user", "content": "I am Ada."}, {"role": "assistant", "content": "Hi Ada."}]
+    result = generate("Who am I?", "tiny", messages=history, system="Be brief.", host=fake.host)
+    assert fake.paths == ["/api/chat"]
+    assert fake.last["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert result.text == "Ada." and result.messages[-1] == {"role": "assistant", "content": "Ada."}
+    assert history == [{"role": "user", "content": "I am Ada."}, {"role": "assistant", "content": "Hi Ada."}]
+
+
+def test_store_unit_turns_are_shared_by_branches() -> None:
+    store = ConversationStore()
+
+    class Result:
+        def __init__(self, text: str, prompt: str) -> None:
+            self.text, self.model, self.thinking, self.stats = text, "tiny", None, None
+            self.request = {"model": "tiny", "prompt": prompt}
+
+    first = store.start("t", "tiny", "a", mode="messages")
+    store.commit("t", first, "tiny", None, result=Result("one", "1"))
+    store.new_execution()
+    second = store.start("t", "tiny", "b", mode="messages")
+    store.commit("t", second, "tiny", None, result=Result("two", "2"))
+    head = store.thread("t").head
+    assert [t.answer for t in head.history()] == ["one", "two"]
+    assert head.last is not None and head.last.previous is store.thread("t").cell_starts["b"].last
