@@ -471,7 +471,7 @@ class GenerateMagics(Magics):
     def ollama(self, line: str) -> None:
         """Manage Ollama and the conversations: %ollama help lists the commands.
 
-        list | ps | show MODEL | pull MODEL | version | threads | reset [THREAD] | ui | help
+        list | ps | show MODEL | pull MODEL | version | threads | history | save | load | reset [THREAD] | ui | help
         """
         from . import subcommands
 

@@ -210,3 +210,99 @@ def test_store_unit_turns_are_shared_by_branches() -> None:
     head = store.thread("t").head
     assert [t.answer for t in head.history()] == ["one", "two"]
     assert head.last is not None and head.last.previous is store.thread("t").cell_starts["b"].last
+
+
+# -- %ollama history / save / load ---------------------------------------------------------
+
+
+def test_history_shows_who_said_what_with_tokens(ip: Any, fake: FakeOllama, capsys: Any) -> None:
+    fake.reply("Hello Ada.\nNice to meet you.", context=[1])
+    no_context(fake, "Ada.", model="other")
+    run(ip, "%%generate -m tiny --system 'Be brief.'\nMy name is Ada.\nI teach.")
+    run(ip, "%%generate -m other\nWhat is my name?")
+    capsys.readouterr()
+    run(ip, "%ollama history")
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["TURN", "WHO", "FIRST", "LINE", "TOKENS"]
+    assert lines[1].split()[:2] == ["system", "Be"]
+    assert lines[2].split() == ["1", "user", "My", "name", "is", "Ada.", "12"]
+    assert lines[3].split() == ["tiny", "Hello", "Ada.", "4"]
+    assert lines[4].split()[:2] == ["2", "user"] and lines[5].split()[:2] == ["other", "Ada."]
+    run(ip, "%ollama history nope")
+    assert "There is no thread 'nope'" in capsys.readouterr().out
+
+
+def test_history_never_lets_an_answer_drive_the_terminal(ip: Any, fake: FakeOllama, capsys: Any) -> None:
+    fake.reply("\x1b]8;;http://evil\x07click\x1b[2J", context=[1])
+    run(ip, "%%generate -m tiny\nHi")
+    capsys.readouterr()
+    run(ip, "%ollama history")
+    assert "\x1b" not in capsys.readouterr().out
+
+
+def test_save_then_load_in_a_fresh_session_continues_with_the_saved_messages(
+    ip: Any, fake: FakeOllama, tmp_path: Path, capsys: Any
+) -> None:
+    ip.run_line_magic("config", "GenerateMagics.headers = {'Authorization': 'Bearer s3cret-token'}")
+    no_context(fake, "Hello Ada.")
+    no_context(fake, "You teach.")
+    run(ip, "%%generate -m tiny -t 0.2 --thread lesson\nMy name is Ada.", cell_id="c1")
+    run(ip, "%%generate -m tiny --thread lesson\nWhat do I do?", cell_id="c2")
+    path = tmp_path / "lesson.json"
+    run(ip, f"%ollama save lesson {path}")
+    assert f"Saved thread 'lesson' (2 turn(s)) to {path}." in capsys.readouterr().out
+    text = path.read_text()
+    assert "s3cret" not in text and "Authorization" not in text and fake.host not in text
+    saved = json.loads(text)
+    assert saved["turns"][0]["settings"] == {"options": {"temperature": 0.2}}
+    assert saved["cells"]["c2"]["turn"] == 0  # cell c2 started after turn 0
+    # A new session (the extension reloaded: every thread forgotten), then load.
+    ip.run_line_magic("reload_ext", "ollama_magic")
+    ip.run_line_magic("config", f"GenerateMagics.host = {fake.host!r}")
+    run(ip, f"%ollama load {path}")
+    assert "Loaded thread 'lesson': 2 turn(s)" in capsys.readouterr().out
+    no_context(fake, "Ada.")
+    run(ip, "%%generate -m tiny --thread lesson\nWho am I?")
+    assert [m["content"] for m in fake.last["messages"]] == [
+        "My name is Ada.",
+        "Hello Ada.",
+        "What do I do?",
+        "You teach.",
+        "Who am I?",
+    ]
+    no_context(fake, "again")
+    run(ip, "%%generate -m tiny --thread lesson\nWhat do I do now?", cell_id="c2")  # re-run: its branch point
+    assert [m["content"] for m in fake.last["messages"]] == ["My name is Ada.", "Hello Ada.", "What do I do now?"]
+
+
+def test_load_into_another_name_and_a_context_thread_keeps_its_context(
+    ip: Any, fake: FakeOllama, tmp_path: Path
+) -> None:
+    fake.reply(context=[7, 8, 9])
+    run(ip, "%%generate -m tiny\nHi")
+    path = tmp_path / "t.json"
+    run(ip, f"%ollama save {path}")
+    run(ip, f"%ollama load {path} copy")
+    fake.reply(context=[10])
+    run(ip, "%%generate -m tiny --thread copy\nMore")
+    assert fake.last["context"] == [7, 8, 9] and fake.paths[-1] == "/api/generate"
+
+
+def test_load_refuses_a_file_that_is_not_ours_in_one_line(ip: Any, fake: FakeOllama, tmp_path: Path) -> None:
+    cases = {
+        "notes.json": '{"turns": []}',
+        "text.json": "hello",
+        "forged.json": json.dumps(
+            {"kind": "ollama_magic conversation", "version": 1, "thread": "t", "head": {"turn": 5}, "turns": []}
+        ),
+        "future.json": json.dumps({"kind": "ollama_magic conversation", "version": 99}),
+    }
+    for name, text in cases.items():
+        (tmp_path / name).write_text(text)
+        result = run(ip, f"%ollama load {tmp_path / name}")
+        message = str(result.error_in_exec)
+        assert not result.success and "\n" not in message
+        assert "is not a conversation saved by %ollama save" in message and "nothing was loaded" in message
+    assert "There is no file" in str(run(ip, f"%ollama load {tmp_path / 'missing.json'}").error_in_exec)
+    assert "no thread 'x' to save" in str(run(ip, f"%ollama save x {tmp_path / 'x.json'}").error_in_exec)
+    assert ip.magics_manager.registry["GenerateMagics"].conversations.threads == {}
