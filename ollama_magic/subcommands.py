@@ -255,6 +255,7 @@ def _ui(magics: GenerateMagics, args: list[str]) -> None:
             conversations=magics.conversations,
             timeout=magics.timeout,
             busy_retries=magics.busy_retries,
+            conversation=magics.conversation,
             **magics._credentials(),
         )
     )

@@ -306,3 +306,39 @@ def test_load_refuses_a_file_that_is_not_ours_in_one_line(ip: Any, fake: FakeOll
     assert "There is no file" in str(run(ip, f"%ollama load {tmp_path / 'missing.json'}").error_in_exec)
     assert "no thread 'x' to save" in str(run(ip, f"%ollama save x {tmp_path / 'x.json'}").error_in_exec)
     assert ip.magics_manager.registry["GenerateMagics"].conversations.threads == {}
+
+
+# -- the panel -----------------------------------------------------------------------------
+
+
+def test_the_panel_continues_a_thread_without_context_from_its_messages(nb: Any, fake: FakeOllama) -> None:
+    from ollama_magic.widgets import GeneratePanel
+
+    no_context(fake, "Hello Ada.")
+    run(nb, "%%generate -m tiny\nMy name is Ada.")
+    magics = nb.magics_manager.registry["GenerateMagics"]
+    panel = GeneratePanel(host=fake.host, conversations=magics.conversations, models=["tiny"])
+    panel.prompt.value = "What is my name?"
+    no_context(fake, "Ada.")
+    panel.start()
+    panel.wait(10)
+    assert fake.paths[-1] == "/api/chat"
+    assert [m["content"] for m in fake.last["messages"]] == ["My name is Ada.", "Hello Ada.", "What is my name?"]
+    assert "continues from its messages" in panel.output.value
+    assert panel.result is not None and panel.result.messages is not None
+    assert panel.result.messages[-1] == {"role": "assistant", "content": "Ada."}
+    no_context(fake, "You asked.")
+    run(nb, "%%generate -m tiny\nWhat did I ask?")  # the cell goes on from the panel's answer
+    assert [m["content"] for m in fake.last["messages"]][-3:] == ["What is my name?", "Ada.", "What did I ask?"]
+
+
+def test_the_panel_follows_the_conversation_setting(fake: FakeOllama) -> None:
+    from ollama_magic.widgets import GeneratePanel
+
+    panel = GeneratePanel(host=fake.host, models=["tiny"], conversation="messages")
+    panel.prompt.value = "Hi"
+    fake.reply(context=[1])
+    panel.start()
+    panel.wait(10)
+    assert fake.paths == ["/api/chat"]
+    assert fake.last["messages"] == [{"role": "user", "content": "Hi"}]
