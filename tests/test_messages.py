@@ -12,12 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from werkzeug.wrappers import Response
-
 from ollama_magic import generate
 from ollama_magic.conversation import ConversationStore
 
 from .conftest import FakeOllama, chunk, final, run
+from .echo_server import serve
 
 
 def no_context(fake: FakeOllama, text: str = "Hey now!", model: str = "tiny", **extra: Any) -> None:
@@ -144,25 +143,64 @@ def test_context_mode_says_the_conversation_starts_afresh_when_there_is_no_conte
     assert "new conversation: the last answer came with no context" in capsys.readouterr().out
 
 
-def test_a_comparison_keeps_one_message_list_per_model(ip: Any, fake: FakeOllama) -> None:
-    # Two models answer at once, so answers are matched to models by the request's model.
-    answers = {"a": ["a1", "a2"], "b": ["b1", "b2"]}
+def test_a_comparison_keeps_one_message_list_per_model(ip: Any) -> None:
+    # The threaded echo server answers both models at once, each from its own request.
+    with serve() as echo:
+        ip.run_line_magic("config", f"GenerateMagics.host = {echo.host!r}")
+        run(ip, "%%generate -m a -m b --conversation messages\nHi")
+        run(ip, "%%generate -m a -m b --conversation messages -o r\nAgain")
+        later = {body["model"]: body["messages"] for body in echo.bodies[2:]}
+    for model in ("a", "b"):
+        assert later[model] == [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "echo: Hi"},
+            {"role": "user", "content": "Again"},
+        ]
+    assert ip.user_ns["r"]["a"].messages[-1] == {"role": "assistant", "content": "echo: Again"}
+    assert ip.user_ns["r"]["a"].thread == "default [a]"
 
-    def respond(body: dict[str, Any]) -> Response:
-        text = answers[body["model"]].pop(0)
-        lines = [chunk(text, body["model"]), final(None, body["model"])]
-        return Response([(json.dumps(o) + "\n").encode() for o in lines], mimetype="application/x-ndjson")
 
-    fake.answers[:] = [respond] * 4
-    run(ip, "%%generate -m a -m b --conversation messages\nHi")
-    run(ip, "%%generate -m a -m b --conversation messages\nAgain")
-    later = {r["model"]: r["messages"] for r in fake.requests[2:]}
-    assert later["a"] == [
-        {"role": "user", "content": "Hi"},
-        {"role": "assistant", "content": "a1"},
-        {"role": "user", "content": "Again"},
+def test_a_failed_chat_turn_leaves_the_messages_as_they_were_and_thinking_is_kept(ip: Any, fake: FakeOllama) -> None:
+    fake.stream(chunk("", thinking="Ada said her name."), chunk("Hello Ada."), final(None))
+    run(ip, "%%generate -m tiny --think\nMy name is Ada.")
+    fake.error(500, "the model crashed")
+    assert not run(ip, "%%generate -m tiny\nWhat is my name?").success
+    no_context(fake, "Ada.")
+    run(ip, "%%generate -m tiny\nWhat is my name, again?")
+    assert fake.last["messages"] == [
+        {"role": "user", "content": "My name is Ada."},
+        {"role": "assistant", "content": "Hello Ada.", "thinking": "Ada said her name."},
+        {"role": "user", "content": "What is my name, again?"},
     ]
-    assert later["b"][1] == {"role": "assistant", "content": "b1"}
+
+
+def test_each_stays_outside_threads(ip: Any, fake: FakeOllama) -> None:
+    ip.user_ns["names"] = ["a", "b"]
+    result = run(ip, "%%generate -m tiny --each names --conversation messages\nHi {item}")
+    assert not result.success and "--each items never touch conversation threads" in str(result.error_in_exec)
+    ip.run_line_magic("config", "GenerateMagics.conversation = 'messages'")
+    fake.reply()
+    fake.reply()
+    assert run(ip, "%%generate -m tiny --each names\nHi {item}").success
+    assert fake.paths == ["/api/generate", "/api/generate"]  # a batch is not a conversation
+    assert ip.magics_manager.registry["GenerateMagics"].conversations.threads == {}
+
+
+def test_a_cached_chat_turn_moves_the_thread_on_as_when_it_was_generated(
+    ip: Any, fake: FakeOllama, tmp_path: Path
+) -> None:
+    fake.server.expect_request("/api/tags").respond_with_json({"models": []})
+    cache = tmp_path / "answers.sqlite"
+    for _ in range(2):
+        no_context(fake, "Hello.")
+        no_context(fake, "Again.")
+    for _ in range(2):  # the second run replays both turns from the cache
+        run(ip, "%ollama reset")
+        run(ip, f"%%generate -m tiny --cache {cache}\nHi")
+        run(ip, f"%%generate -m tiny --cache {cache} -o r\nMore")
+    assert fake.paths == ["/api/generate", "/api/chat"]
+    assert ip.user_ns["r"].cached
+    assert [m["content"] for m in ip.user_ns["r"].messages] == ["Hi", "Hello.", "More", "Again."]
 
 
 def test_options_chat_cannot_carry_are_refused_in_one_line_and_nothing_is_sent(
