@@ -380,3 +380,17 @@ def test_the_panel_follows_the_conversation_setting(fake: FakeOllama) -> None:
     panel.wait(10)
     assert fake.paths == ["/api/chat"]
     assert fake.last["messages"] == [{"role": "user", "content": "Hi"}]
+
+
+def test_a_chat_turns_output_metadata_says_how_it_was_made_without_the_texts(nb: Any, fake: FakeOllama) -> None:
+    from .test_provenance import recorded_metadata
+
+    metadata = recorded_metadata(nb, fake)
+    no_context(fake)
+    no_context(fake)
+    run(nb, "%%generate -m tiny --system 'Be brief.'\nMy secret plan")
+    assert run(nb, "%%generate -m tiny -t 0.2\nAnd then?").success
+    record = metadata[-1]["ollama_magic"]
+    assert (record["endpoint"], record["messages"], record["system"]) == ("/api/chat", 3, "Be brief.")
+    assert record["options"] == {"temperature": 0.2}
+    assert "My secret plan" not in json.dumps(record)
