@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Protocol
 
-from . import auth, features, structured
+from . import auth, capabilities, features, structured
 from .busy import BusyRetry, RetryCallback
 from .client import OllamaClient, OpenRequest, Timeout
 from .errors import GenerationInterrupted, OllamaMagicError, OllamaResponseError
@@ -206,6 +206,8 @@ def generate(
         return build_chat_payload(messages=history, prompt=prompt_text, **base)
 
     payload = build(sent_prompt)
+    if base["images"]:
+        capabilities.check_images(client, payload["model"])
     attempt = 1
     while True:
         if on_attempt is not None:

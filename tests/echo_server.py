@@ -97,6 +97,7 @@ class EchoOllama:
             answer = '{"n": 1}'
 
         def lines() -> Iterator[bytes]:
+            counted = False
             with self._lock:
                 self.in_flight += 1
                 self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -121,15 +122,21 @@ class EchoOllama:
                 else:
                     piece, last = {"model": "tiny", "response": answer, "done": False}, final([1, 2, 3])
                 yield (json.dumps(piece) + "\n").encode()
-                yield (json.dumps(last) + "\n").encode()
+                # Counted as finished before the last line goes out: once the client has read it,
+                # it may send its next request before this generator is resumed (most_in_flight
+                # would then count one request twice).
                 with self._lock:
                     self.completed += 1
+                    self.in_flight -= 1
+                    counted = True
+                yield (json.dumps(last) + "\n").encode()
             except GeneratorExit:
                 self.closed.set()
                 raise
             finally:
-                with self._lock:
-                    self.in_flight -= 1
+                if not counted:
+                    with self._lock:
+                        self.in_flight -= 1
 
         return Response(lines(), mimetype="application/x-ndjson")
 
