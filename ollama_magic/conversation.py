@@ -23,7 +23,7 @@ a reset wins (the answer is not added), and a head that moved means this answer 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,9 +123,6 @@ class ThreadState:
     def history(self) -> list[Turn]:
         """The turns so far, oldest first."""
         return turns_of(self.last)
-
-    def __iter__(self) -> Iterator[Turn]:
-        return iter(self.history())
 
 
 EMPTY = ThreadState()
