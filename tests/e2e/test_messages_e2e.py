@@ -157,3 +157,21 @@ def test_save_restart_the_kernel_load_and_the_next_turn_carries_the_saved_turns(
     ]
     assert messages == expected
     assert count == raw_chat(real_host, SHORT, expected)["prompt_eval_count"] > FRESH
+
+
+@pytest.mark.real_model
+def test_the_real_model_continues_a_conversation_from_its_messages(
+    real_host: str, real_nb: Any, real_model: str
+) -> None:
+    """smollm2 has a real chat template (``.Messages``): the turns are rendered as a chat."""
+    line = f"-m {real_model} -t 0 --seed 1 --num-predict 30 --thread chat --conversation messages"
+    one = turn(real_nb, line, "My name is Ada. Say hello to me.")
+    two = turn(real_nb, line, "What is my name?")
+    assert one.text.strip() and two.text.strip()
+    assert [m["role"] for m in two.request["messages"]] == ["user", "assistant", "user"]
+    assert two.request["messages"][1]["content"] == one.text
+    # The server read the whole first turn with the second prompt: its own count says so,
+    # and it is what the same messages cost when posted directly.
+    assert two.stats.prompt_eval_count > one.stats.prompt_eval_count + one.stats.eval_count
+    reference = raw_chat(real_host, real_model, two.request["messages"], options={"num_predict": 1})
+    assert two.stats.prompt_eval_count == reference["prompt_eval_count"]
