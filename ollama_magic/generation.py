@@ -18,6 +18,7 @@ from typing import Any, ClassVar, Protocol
 from . import auth, capabilities, features, structured
 from .busy import BusyRetry, RetryCallback
 from .client import OllamaClient, OpenRequest, Timeout
+from .conversation import check_mode
 from .errors import GenerationInterrupted, OllamaMagicError, OllamaResponseError
 from .request import ImageInput, build_chat_payload, build_generate_payload, check_timeout, resolve_model
 from .result import GenerationResult, Stats, TextBuffer
@@ -68,6 +69,7 @@ def generate(
     keep_alive: str | int | float | None = None,
     context: list[int] | None = None,
     messages: Iterable[Mapping[str, Any]] | None = None,
+    conversation: str | None = None,
     think: bool | str | None = None,
     truncate: bool | None = None,
     shift: bool | None = None,
@@ -96,7 +98,10 @@ def generate(
     the request goes to ``/api/chat`` with them and ``prompt`` as the user's next message
     (``raw``, ``template`` and ``suffix`` cannot go with it), streamed, validated and retried
     exactly as ``/api/generate``'s.  ``result.messages`` is the conversation including
-    this answer either way.
+    this answer either way.  ``conversation`` picks between ``context`` and ``messages``
+    when both are given (e.g. a previous result's): ``"auto"`` (the default) sends the
+    context if there is one, else the messages; ``"context"`` only the context;
+    ``"messages"`` always goes to ``/api/chat`` (with no messages: a new conversation).
 
     ``format`` is ``"json"``, a JSON schema (a dict, JSON text, a path to a ``.json``
     file) or a pydantic model class; the schema is checked before sending and the answer
@@ -131,6 +136,7 @@ def generate(
     server sends nothing (a model still loading), and :class:`GenerationInterrupted` is
     raised as for Ctrl-C.
     """
+    context, messages = _continue_with(context, messages, conversation)
     fmt = structured.resolve_format(format) if format is not None else None
     for warning in structured.keyword_warnings(fmt) if fmt is not None else ():
         message = f"Ollama will not enforce this part of the schema, {warning}; only the local check guards it."
@@ -232,6 +238,18 @@ def generate(
         attempt += 1
         retry_prompt = structured.retry_prompt(sent_prompt, result.text, result.errors)
         payload = build(retry_prompt)
+
+
+def _continue_with(
+    context: list[int] | None, messages: Iterable[Mapping[str, Any]] | None, conversation: str | None
+) -> tuple[list[int] | None, Iterable[Mapping[str, Any]] | None]:
+    """What continues the conversation under ``conversation`` (see generate): the context or the messages."""
+    mode = check_mode(conversation) if conversation is not None else "auto"
+    if mode == "messages":
+        return None, list(messages) if messages is not None else []
+    if mode == "context" or context:
+        return context, None
+    return None, messages
 
 
 def _conversation(payload: dict[str, Any], result: GenerationResult) -> list[dict[str, Any]]:

@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from ollama_magic import generate
 from ollama_magic.conversation import ConversationStore
 
@@ -394,3 +396,22 @@ def test_a_chat_turns_output_metadata_says_how_it_was_made_without_the_texts(nb:
     assert (record["endpoint"], record["messages"], record["system"]) == ("/api/chat", 3, "Be brief.")
     assert record["options"] == {"temperature": 0.2}
     assert "My secret plan" not in json.dumps(record)
+
+
+def test_generate_continues_a_previous_result_by_the_conversation_setting(fake: FakeOllama) -> None:
+    fake.reply("Hi Ada.", context=[1, 2])
+    first = generate("I am Ada.", "tiny", host=fake.host)
+    assert first.messages == [{"role": "user", "content": "I am Ada."}, {"role": "assistant", "content": "Hi Ada."}]
+    for _ in range(3):
+        fake.reply(context=[3])
+    generate("Who am I?", "tiny", context=first.context, messages=first.messages, host=fake.host)
+    assert fake.paths[-1] == "/api/generate" and fake.last["context"] == [1, 2]  # auto: the context first
+    generate(
+        "Who am I?", "tiny", context=first.context, messages=first.messages, conversation="messages", host=fake.host
+    )
+    assert fake.paths[-1] == "/api/chat" and fake.last["messages"][:2] == first.messages
+    generate("Who am I?", "tiny", messages=first.messages, conversation="context", host=fake.host)
+    assert fake.paths[-1] == "/api/generate" and "context" not in fake.last  # no context: a new conversation
+    with pytest.raises(ValueError, match="conversation must be one of 'auto', 'context', 'messages', not 'tokens'"):
+        generate("Who am I?", "tiny", conversation="tokens", host=fake.host)
+    assert len(fake.requests) == 4  # the refused call sent nothing
