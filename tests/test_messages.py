@@ -415,3 +415,13 @@ def test_generate_continues_a_previous_result_by_the_conversation_setting(fake: 
     with pytest.raises(ValueError, match="conversation must be one of 'auto', 'context', 'messages', not 'tokens'"):
         generate("Who am I?", "tiny", conversation="tokens", host=fake.host)
     assert len(fake.requests) == 4  # the refused call sent nothing
+
+
+def test_a_chat_turn_without_streaming_shows_the_whole_answer(ip: Any, fake: FakeOllama, capsys: Any) -> None:
+    no_context(fake)
+    run(ip, "%%generate -m tiny\nHi")
+    fake.stream(chunk("All "), chunk("at once."), final(None))
+    capsys.readouterr()
+    assert run(ip, "%%generate -m tiny --no-stream -o r\nAgain").success
+    assert fake.paths[-1] == "/api/chat" and fake.last["stream"] is False
+    assert ip.user_ns["r"].text == "All at once." and "All at once." in capsys.readouterr().out
