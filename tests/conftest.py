@@ -58,8 +58,10 @@ class FakeOllama:
     requests: list[dict[str, Any]] = field(default_factory=list)
     answers: list[Callable[[dict[str, Any]], Response]] = field(default_factory=list)
     yielded: list[int] = field(default_factory=list)
-    #: The HTTP headers of each /api/generate request, in order.
+    #: The HTTP headers of each /api/generate or /api/chat request, in order.
     headers: list[dict[str, str]] = field(default_factory=list)
+    #: The path of each request ("/api/generate" or "/api/chat"), in order.
+    paths: list[str] = field(default_factory=list)
 
     @property
     def host(self) -> str:
@@ -106,13 +108,31 @@ class FakeOllama:
         body = request.get_json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        self.paths.append(request.path)
         if not self.answers:
             return Response(json.dumps({"error": "the test queued no answer"}), status=500)
         answer = self.answers.pop(0)
-        if body.get("stream") is False:
-            response = answer(body)
-            return _collapse(response)
-        return answer(body)
+        response = _collapse(answer(body)) if body.get("stream") is False else answer(body)
+        if request.path == "/api/chat" and response.status_code == 200:
+            return Response(_as_chat(response.response), mimetype=response.mimetype)
+        return response
+
+
+def _as_chat(lines: Any) -> Iterator[bytes]:
+    """A queued /api/generate answer as /api/chat streams it: the text in ``message``, no context."""
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            yield line  # a deliberately broken line stays broken
+            continue
+        if isinstance(obj, dict) and "error" not in obj:
+            message = {"role": "assistant", "content": obj.pop("response", "")}
+            if "thinking" in obj:
+                message["thinking"] = obj.pop("thinking")
+            obj.pop("context", None)
+            obj = {"model": obj.get("model"), "created_at": obj.get("created_at"), "message": message, **obj}
+        yield (json.dumps(obj) + "\n").encode()
 
 
 def _collapse(response: Response) -> Response:
@@ -146,6 +166,7 @@ def _no_default_model_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
 def fake(httpserver: HTTPServer) -> FakeOllama:
     fake = FakeOllama(httpserver)
     httpserver.expect_request("/api/generate", method="POST").respond_with_handler(fake._handle)
+    httpserver.expect_request("/api/chat", method="POST").respond_with_handler(fake._handle)
     return fake
 
 
