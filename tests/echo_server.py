@@ -90,6 +90,7 @@ class EchoOllama:
             answer = '{"n": 1}'
 
         def lines() -> Iterator[bytes]:
+            counted = False
             with self._lock:
                 self.in_flight += 1
                 self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -108,15 +109,21 @@ class EchoOllama:
                     return
                 time.sleep(random.uniform(0, self.max_delay))
                 yield (json.dumps({"model": "tiny", "response": answer, "done": False}) + "\n").encode()
-                yield (json.dumps(final([1, 2, 3])) + "\n").encode()
+                # Counted as finished before the last line goes out: once the client has read it,
+                # it may send its next request before this generator is resumed (most_in_flight
+                # would then count one request twice).
                 with self._lock:
                     self.completed += 1
+                    self.in_flight -= 1
+                    counted = True
+                yield (json.dumps(final([1, 2, 3])) + "\n").encode()
             except GeneratorExit:
                 self.closed.set()
                 raise
             finally:
-                with self._lock:
-                    self.in_flight -= 1
+                if not counted:
+                    with self._lock:
+                        self.in_flight -= 1
 
         return Response(lines(), mimetype="application/x-ndjson")
 
