@@ -32,7 +32,7 @@ from typing import Any
 
 from . import each, structured
 from .errors import GenerationInterrupted, InvalidRequestError
-from .result import GenerationResult
+from .result import GenerationResult, failure_reason
 from .result import outcome as status
 
 __all__ = ["Evaluation", "EvaluationInterrupted", "Expect", "Tracker", "evaluate", "parse_expect"]
@@ -414,7 +414,7 @@ class Evaluation:
                 record["tokens"] = result.stats.eval_count if good else None
                 record["from_cache"] = result.cached
                 record["status"] = word
-                record["error"] = result.error if not good else None
+                record["error"] = failure_reason(result) if not good else None
                 out.append(record)
         return out
 
@@ -464,7 +464,7 @@ class Evaluation:
                 "answer": [self.answer(r, column) for r in rows],
                 "expected": [self.expected[r] if self.expected is not None else None for r in rows],
                 "score": [self.score(r, column) for r in rows],
-                "error": [getattr(self.result(r, column), "error", None) for r in rows],
+                "error": [_reason(self.result(r, column)) for r in rows],
             },
         )
 
@@ -494,6 +494,10 @@ class Evaluation:
 
     def __repr__(self) -> str:
         return f"<Evaluation: {self.summary_text()}>"
+
+
+def _reason(result: GenerationResult | None) -> str | None:
+    return None if result is None else failure_reason(result)
 
 
 def _pandas() -> Any:
