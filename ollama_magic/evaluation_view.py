@@ -10,13 +10,14 @@ end the same display gets the summary table and the chart.
 
 Answers, model names and error texts come from a server: in HTML they are escaped text,
 never Markdown or markup; in a terminal escape sequences and controls are removed.  The
-chart is an SVG built here from numbers and escaped labels, shown as ``image/svg+xml`` or
-inside HTML as an ``<img>`` with a ``data:`` URI (nothing is fetched, nothing runs).
+chart is built here from numbers and escaped labels (no script, no link, nothing to fetch):
+styled ``<div>`` bars in the HTML output, which JupyterLab's sanitizer keeps in a notebook
+someone else saved (it drops inline ``<svg>``), and an SVG (``image/svg+xml``) from
+``Evaluation.chart()``, to show on its own or save as a file.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import sys
 import time
@@ -263,7 +264,7 @@ class EvaluationDisplay:
             f'<div class="ollama-magic-eval">{progress_html(tracker)}'
             f'<div style="margin-top:0.5em">{grid_html(tracker, self.rows)}</div>'
             f'<div style="margin-top:0.6em;display:flex;flex-wrap:wrap;gap:1.5em;align-items:flex-start">'
-            f"{summary_html(evaluation)}{chart.img()}</div>"
+            f"{summary_html(evaluation)}{chart.html()}</div>"
             f'<div class="ollama-magic-footer" style="{_MUTED};margin-top:0.4em">'
             f"{html.escape(_footer(evaluation))}</div>"
             "</div>"
@@ -277,8 +278,8 @@ class Chart:
     """Accuracy and tokens/s per contender, two bar panels in one SVG.
 
     Built from numbers and escaped labels only; shown as ``image/svg+xml`` (which Jupyter
-    draws as an image: no script, nothing fetched), ``.svg`` is its text, ``.img()`` an
-    ``<img>`` with a ``data:`` URI for HTML outputs.
+    draws as an image: no script, nothing fetched), ``.svg`` is its text (to save as a
+    file), ``.html()`` the same bars as styled ``<div>`` s for an HTML output.
     """
 
     def __init__(self, rows: Sequence[dict[str, Any]], labels: Sequence[str], *, scored: bool = True) -> None:
@@ -329,11 +330,9 @@ class Chart:
         parts.append("</svg>")
         return "".join(parts)
 
-    def data_uri(self) -> str:
-        return "data:image/svg+xml;base64," + base64.b64encode(self.svg.encode()).decode("ascii")
-
-    def img(self) -> str:
-        alt = "; ".join(
+    def describe(self) -> str:
+        """The chart in words (its accessible label)."""
+        return "; ".join(
             f"{label}: "
             + ", ".join(
                 bit
@@ -345,7 +344,38 @@ class Chart:
             )
             for label, row in zip(self.labels, self.rows, strict=True)
         )
-        return f'<img class="ollama-magic-eval-chart" src="{self.data_uri()}" alt="{html.escape(alt)}"/>'
+
+    def html(self) -> str:
+        """The same bars for an HTML output, drawn with styled ``<div>`` s: JupyterLab's sanitizer
+        keeps them in a notebook someone else saved (it drops ``<svg>``, leaving its text)."""
+        panels = [("tokens/s", "tokens_per_s")]
+        if self.scored:
+            panels.insert(0, ("accuracy", "accuracy"))
+        out = []
+        for title, key in panels:
+            values = [row.get(key) for row in self.rows]
+            scale = 1.0 if key == "accuracy" else max([v for v in values if v] or [1.0])
+            bars = []
+            for n, (label, value) in enumerate(zip(self.labels, values, strict=True)):
+                width = 0.0 if value is None else 100 * max(0.0, min(1.0, value / scale))
+                text = "-" if value is None else (f"{value:.0%}" if key == "accuracy" else f"{value:,.1f}")
+                bars.append(
+                    '<div style="display:flex;align-items:center;gap:0.5em;margin:0.2em 0">'
+                    f'<span style="flex:0 0 9em;text-align:right;overflow:hidden;text-overflow:ellipsis;'
+                    f'white-space:nowrap">{html.escape(clip(label, 22))}</span>'
+                    '<div style="flex:0 0 12em;border-left:1px solid #999">'
+                    f'<div class="ollama-magic-eval-bar" style="width:{width:.1f}%;height:1em;'
+                    f'background:{PALETTE[n % len(PALETTE)]}"></div></div>'
+                    f"<span>{html.escape(text)}</span></div>"
+                )
+            out.append(
+                f'<div><div style="font-weight:bold;margin-left:9.5em">{html.escape(title)}</div>{"".join(bars)}</div>'
+            )
+        label = html.escape(self.describe())
+        return (
+            f'<div class="ollama-magic-eval-chart" role="img" aria-label="{label}" '
+            f'style="display:flex;flex-wrap:wrap;gap:1em 2em">{"".join(out)}</div>'
+        )
 
     def _repr_svg_(self) -> str:
         return self.svg

@@ -314,7 +314,7 @@ def test_a_failed_item_per_model_is_shown_in_the_grid(fake: ScriptedOllama, revi
     assert "Ollama answered HTTP 500: the model crashed" in final  # the reason is the failed cell's tooltip
     assert "9 / 10 · 1 failed" not in final  # the lines count failures among the done ones
     assert "10 / 10 · 1 failed" in final
-    assert "ollama-magic-eval-chart" in final and "data:image/svg+xml;base64," in final
+    assert '<div class="ollama-magic-eval-chart"' in final and "<img" not in final
     plain = displayed[-1]._repr_mimebundle_()["text/plain"]
     assert "accuracy" in plain and "50%" in plain and "80%" in plain
 
@@ -422,3 +422,4 @@ def test_untrusted_answers_are_escaped_in_the_grid_and_the_chart(server: HTTPSer
     assert "&lt;script&gt;" in html and "<details>" in html  # long: shortened, the whole on a click
     svg = ev.chart().svg
     assert "<b>" not in svg and "&lt;b&gt;m&lt;/b&gt;" in svg and "<script" not in svg
+    assert ev.chart()._repr_mimebundle_()["image/svg+xml"] == svg and svg.startswith("<svg ")
