@@ -110,15 +110,16 @@ def _cell(tracker: Tracker, row: int, column: int, limit: int) -> str:
     from .evaluation import answer_value
 
     prop = tracker.expect.property if tracker.expect is not None else None
-    full = cell_text(answer_value(result, prop))
+    value = cell_text(answer_value(result, prop))  # what is scored: the answer, or its property
+    full = cell_text(result.text)
     score = tracker.score(row, result)
     background = "" if score is None else f";background:{_RIGHT if score >= 1.0 else _WRONG}"
     verdict = "" if score is None else ("right" if score >= 1.0 else "wrong")
     kind = f"ollama-magic-eval-answer {verdict}".strip()
-    shown = clip(full, limit)
-    tip = html.escape(clip(full, FULL_LIMIT))
-    if shown == full:
-        body = html.escape(full) or '<i style="opacity:0.6">(empty)</i>'
+    shown = clip(value, limit)
+    tip = html.escape(clip(full, FULL_LIMIT))  # the whole answer (a property's whole object)
+    if shown == full or (prop is not None and shown == value):
+        body = html.escape(shown) or '<i style="opacity:0.6">(empty)</i>'
     else:  # a click unfolds the whole answer, no script needed
         body = (
             f'<details><summary style="cursor:pointer">{html.escape(shown)}</summary>'

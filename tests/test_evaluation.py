@@ -214,6 +214,9 @@ def test_expect_a_property_of_the_format_object(server: HTTPServer, reviews: pd.
     results = ev.results
     assert list(results.sentiment.unique()) == ["POSITIVE"] and "why" in results.columns
     assert ev.mistakes("a").answer.iloc[0] == "POSITIVE"
+    html = ev._repr_mimebundle_()["text/html"]  # a cell shows the property; its tooltip the whole answer
+    assert '<td class="ollama-magic-eval-answer right" title="{&quot;sentiment&quot;: &quot;POSITIVE&quot;' in html
+    assert ">POSITIVE</td>" in html
 
 
 def test_expect_a_callable_scores_with_the_row(fake: ScriptedOllama, reviews: pd.DataFrame) -> None:

@@ -4,7 +4,9 @@ tests/data/reviews.csv (48 short reviews, 24 positive and 24 negative).
 What can be asserted of real models: every row is answered by every model, every answer
 satisfies the schema, ``tiny`` (which knows nothing) is at chance or below, and the real
 small model ``smollm2`` is above chance on this easy two-label task (greedy decoding, so
-the figure is the same at every run).  The accuracy per model is printed (``pytest -s``).
+the figure is the same at every run: 65% when written, 31 of 48; a bare string enum
+schema instead of an object left it at chance, answering mostly one label).  The accuracy
+per model is printed (``pytest -s``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ REVIEWS = Path(__file__).resolve().parents[1] / "data" / "reviews.csv"
 LABEL = {"type": "string", "enum": ["positive", "negative"]}
 OBJECT = {"type": "object", "properties": {"sentiment": LABEL}, "required": ["sentiment"]}
 PROMPT = "Is this review positive or negative?\n\nReview: {text}"
-GREEDY = {"temperature": 0, "seed": 1, "num_predict": 16}
+GREEDY = {"temperature": 0, "seed": 1, "num_predict": 48}
 
 
 @pytest.fixture
@@ -40,8 +42,8 @@ def test_tiny_and_the_real_model_over_48_labelled_reviews(
         reviews,
         [SHORT, real_model],
         PROMPT,
-        expect="label",
-        format=LABEL,
+        expect="label=sentiment",
+        format=OBJECT,
         host=real_host,
         options=GREEDY,
         concurrency=2,
@@ -52,7 +54,7 @@ def test_tiny_and_the_real_model_over_48_labelled_reviews(
     assert (tiny["answered"], tiny["failed"], real["answered"], real["failed"]) == (48, 0, 48, 0)
     results = ev.results
     assert len(results) == 96 and set(results.status) == {"ok"}
-    assert set(results.answer.map(lambda text: text.strip().strip('"'))) <= {"positive", "negative"}
+    assert set(results.sentiment) <= {"positive", "negative"}  # the schema held (an invalid answer would fail)
     assert tiny["accuracy"] <= 0.5  # no better than a coin: tiny knows nothing of reviews
     assert real["accuracy"] > 0.5, ev.mistakes(real_model).to_string()
     assert 0.0 <= real["agreement"] <= 1.0 and real["agreement"] == tiny["agreement"]
