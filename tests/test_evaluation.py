@@ -426,3 +426,16 @@ def test_untrusted_answers_are_escaped_in_the_grid_and_the_chart(server: HTTPSer
     svg = ev.chart().svg
     assert "<b>" not in svg and "&lt;b&gt;m&lt;/b&gt;" in svg and "<script" not in svg
     assert ev.chart()._repr_mimebundle_()["image/svg+xml"] == svg and svg.startswith("<svg ")
+
+
+def test_without_expect_the_models_are_compared_not_scored(fake: ScriptedOllama, reviews: pd.DataFrame) -> None:
+    ev = run_eval(fake, reviews)
+    a, b = ev.summary_rows()
+    assert a["accuracy"] is None and b["accuracy"] is None
+    assert exact(a["agreement"], Fraction(5, 8))
+    assert ev.results.score.isna().all() and ev.results.expected.isna().all()
+    html = ev._repr_mimebundle_()["text/html"]
+    assert ">accuracy<" not in html, html[html.find(">accuracy<") - 300 : html.find(">accuracy<") + 50]
+    assert ">agreement<" in html and "% right" not in html
+    with pytest.raises(InvalidRequestError, match="mistakes\\(\\) needs an evaluation with expect"):
+        ev.mistakes("a")
