@@ -371,6 +371,36 @@ def test_the_magic_runs_every_row_on_every_model_and_scores_it(
     assert exact(ev.accuracy("a"), Fraction(1, 2)) and exact(ev.accuracy("b"), Fraction(4, 5))
 
 
+def test_the_magic_in_a_terminal_prints_the_summary_table(
+    shell: Any, fake: ScriptedOllama, reviews: pd.DataFrame, capsys: Any
+) -> None:
+    shell.user_ns["reviews"] = reviews
+    assert run(shell, "%%generate --each reviews -m a -m b --expect label -o out\nSay: {text}").success
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line for line in lines if line.startswith("model"))
+    columns = "model answered failed accuracy agreement median s/row p95 s/row tokens/s tokens"
+    assert header.split() == columns.split()
+    assert [line.split()[:5] for line in lines if line.startswith(("a ", "b "))] == [
+        ["a", "9", "1", "50%", "62%"],
+        ["b", "9", "1", "80%", "62%"],
+    ]
+    assert any(line.startswith("— 10 rows × 2 = 20 answers · expected: label") for line in lines)
+
+
+def test_ctrl_c_in_the_magic_keeps_the_partial_evaluation_in_out(
+    shell: Any, fake: ScriptedOllama, reviews: pd.DataFrame
+) -> None:
+    fake.scripts["a"] = lambda p: "HANG" if row_of(p) >= 3 else "positive"
+    fake.interrupt_after = 6
+    shell.user_ns["reviews"] = reviews
+    result = run(shell, "%%generate --each reviews -m a -m b --expect label -o out\n{text}")
+    assert not result.success  # Run All stops here
+    assert isinstance(result.error_in_exec, EvaluationInterrupted)
+    ev = shell.user_ns["out"]
+    assert isinstance(ev, Evaluation) and ev.interrupted
+    assert ev.results[ev.results.model == "a"].row.tolist() == ["r0", "r1", "r2"]
+
+
 def test_the_magic_takes_a_callable_from_the_namespace_and_shows_the_grid(
     shell: Any, fake: ScriptedOllama, reviews: pd.DataFrame
 ) -> None:
