@@ -276,6 +276,7 @@ class Evaluation:
         self.seconds = seconds
         self.interrupted = interrupted
         self._tracker = tracker
+        self._summary: list[dict[str, Any]] | None = None
         self._scores: dict[int, float | None] = {
             i: tracker.score(i // len(self.contenders), r) for i, r in tracker.results.items()
         }
@@ -340,7 +341,15 @@ class Evaluation:
         return normalise(self.answer(row, contender))
 
     def summary_rows(self) -> list[dict[str, Any]]:
-        """One dict per contender: the figures of ``.summary`` (no pandas needed)."""
+        """One dict per contender: the figures of ``.summary`` (no pandas needed).
+
+        Computed once (the answers no longer change), then copied: the table, the chart and
+        the footer all read them."""
+        if self._summary is None:
+            self._summary = self._figures()
+        return [dict(row) for row in self._summary]
+
+    def _figures(self) -> list[dict[str, Any]]:
         out = []
         for column, contender in enumerate(self.contenders):
             results = [self.result(row, column) for row in range(len(self.rows))]
