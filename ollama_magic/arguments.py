@@ -201,6 +201,10 @@ Examples:
 
   %generate -m llama3.2 What is a monad, in one line?
 
+  %%generate --each reviews -m llama3.2 -m qwen2.5 --expect label -o ev
+  Is this review positive or negative? One word. {text}
+  (every row to every model, scored against the label column: ev.summary)
+
 Placeholders: {name}, {obj.attr}, {seq[0]} or {x:.2f} in the prompt are filled from your
 variables; only these clear placeholders are, so pasted JSON or code such as
 {"name": "Ada"} or { return x; } is sent as typed.  {{name}} sends {name} as typed;
