@@ -196,10 +196,15 @@ class Tracker:
     expect: Expect | None = None
     expected: list[Any] | None = None
     results: dict[int, GenerationResult] = field(default_factory=dict)
+    #: Each recorded item's score (None: no expect, or the score callable failed).
+    scores: dict[int, float | None] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     states: list[ContenderState] = field(init=False)
     #: Bumped at every recorded item, so a display redraws only when something changed.
     version: int = 0
+    #: The first error a ``score`` callable raised, and how many answers it left unscored.
+    score_error: str | None = None
+    score_failures: int = 0
 
     def __post_init__(self) -> None:
         self.states = [ContenderState(len(self.rows)) for _ in self.contenders]
@@ -208,14 +213,28 @@ class Tracker:
         return row * len(self.contenders) + column
 
     def score(self, row: int, result: GenerationResult) -> float | None:
-        """The answer's score (1.0 right, 0.0 wrong, or the callable's); None without expect or answer."""
-        return score_of(self.expect, result, self.rows[row], self.expected[row] if self.expected else None)
+        """The answer's score (1.0 right, 0.0 wrong, or the callable's); None without expect.
+
+        A ``score`` callable that raises (or returns no number) leaves the answer unscored
+        rather than stopping the run from a worker thread: the first such error is kept in
+        ``score_error`` and :func:`evaluate` reports it in one line at the end.
+        """
+        try:
+            return score_of(self.expect, result, self.rows[row], self.expected[row] if self.expected else None)
+        except Exception as exc:
+            with self.lock:
+                self.score_failures += 1
+                if self.score_error is None:
+                    label = self.rows[row].get("index", row)
+                    self.score_error = f"{type(exc).__name__}: {exc} (row {label})"
+            return None
 
     def record(self, index: int, result: GenerationResult) -> None:
         row, column = divmod(index, len(self.contenders))
         value = self.score(row, result)
         with self.lock:
             self.results[index] = result
+            self.scores[index] = value
             state = self.states[column]
             state.done += 1
             word = status(result)
@@ -226,7 +245,7 @@ class Tracker:
             elif word == "ok":
                 state.tokens += result.stats.eval_count or 0
                 state.eval_seconds += (result.stats.eval_duration or 0) / 1e9
-            if self.expect is not None and word != "not run":
+            if value is not None:
                 state.scored += 1
                 state.correct += value or 0.0
             self.version += 1
@@ -239,8 +258,10 @@ def score_of(expect: Expect | None, result: GenerationResult, row: Mapping[str, 
     if status(result) not in ("ok", "cached"):
         return 0.0
     if expect.score is not None:
-        value = expect.score(answer_value(result, expect.property), row)
-        return float(value)
+        value = float(expect.score(answer_value(result, expect.property), row))
+        if math.isnan(value):
+            raise ValueError("the score is NaN")
+        return value
     return 1.0 if normalise(answer_value(result, expect.property)) == normalise(expected) else 0.0
 
 
@@ -277,9 +298,7 @@ class Evaluation:
         self.interrupted = interrupted
         self._tracker = tracker
         self._summary: list[dict[str, Any]] | None = None
-        self._scores: dict[int, float | None] = {
-            i: tracker.score(i // len(self.contenders), r) for i, r in tracker.results.items()
-        }
+        self._scores = dict(tracker.scores)
 
     # -- per answer --------------------------------------------------------------------
 
@@ -654,4 +673,15 @@ def evaluate(
     evaluation = Evaluation(data, tracker, fmt=fmt, seconds=results.seconds)
     if view is not None and hasattr(view, "done"):
         view.done(evaluation)
+    if tracker.score_error is not None and expectation is not None:
+        message = (
+            f"expect {expectation.describe()}(answer, row) failed on {tracker.score_failures} "
+            f"answers, which are left unscored; the first: {tracker.score_error}"
+        )
+        if on_warning is not None:
+            on_warning(message)
+        else:
+            import warnings
+
+            warnings.warn(message, UserWarning, stacklevel=2)
     return evaluation

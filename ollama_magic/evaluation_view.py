@@ -112,7 +112,7 @@ def _cell(tracker: Tracker, row: int, column: int, limit: int) -> str:
     prop = tracker.expect.property if tracker.expect is not None else None
     value = cell_text(answer_value(result, prop))  # what is scored: the answer, or its property
     full = cell_text(result.text)
-    score = tracker.score(row, result)
+    score = tracker.scores.get(tracker.item(row, column))
     background = "" if score is None else f";background:{_RIGHT if score >= 1.0 else _WRONG}"
     verdict = "" if score is None else ("right" if score >= 1.0 else "wrong")
     kind = f"ollama-magic-eval-answer {verdict}".strip()

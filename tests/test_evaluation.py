@@ -469,3 +469,23 @@ def test_without_expect_the_models_are_compared_not_scored(fake: ScriptedOllama,
     assert ">agreement<" in html and "% right" not in html
     with pytest.raises(InvalidRequestError, match="mistakes\\(\\) needs an evaluation with expect"):
         ev.mistakes("a")
+
+
+def test_a_score_function_that_raises_leaves_those_answers_unscored_and_says_so(
+    fake: ScriptedOllama, reviews: pd.DataFrame
+) -> None:
+    def picky(answer: str, row: dict[str, Any]) -> float:
+        if row["index"] == "r2":
+            raise KeyError("no such field")
+        return 1.0
+
+    notes: list[str] = []
+    ev = run_eval(fake, reviews, models=["b"], expect=picky, on_warning=notes.append)
+    assert len(fake.sent) == 10  # the run went on
+    assert notes == [
+        "expect picky(answer, row) failed on 1 answers, which are left unscored; "
+        "the first: KeyError: 'no such field' (row r2)"
+    ]
+    # 9 scored: 8 right, row 4 failed (0)
+    assert exact(ev.accuracy("b"), Fraction(8, 9))
+    assert ev.results.set_index("row").score.isna().loc["r2"]
