@@ -92,10 +92,12 @@ def parse_expect(value: Any, namespace: Mapping[str, Any] | None = None) -> Expe
 
 
 def normalise(value: Any) -> str | None:
-    """An answer as compared: trimmed and case-folded text (objects as sorted JSON); None stays None.
+    """An answer as compared: trimmed (spaces, and quotes or a full stop around it) and
+    case-folded text, objects as sorted JSON; None stays None.  So ``"Positive."`` is
+    ``positive``, but ``It is positive`` is not (a schema makes such answers comparable).
 
-    >>> normalise("  Positive\\n"), normalise(3), normalise({"b": 1, "a": "X"})
-    ('positive', '3', '{"a": "x", "b": 1}')
+    >>> normalise("  Positive.\\n"), normalise('"yes"'), normalise(3), normalise({"b": 1, "a": "X"})
+    ('positive', 'yes', '3', '{"a": "x", "b": 1}')
     """
     if value is None:
         return None
@@ -103,7 +105,11 @@ def normalise(value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         value = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-    return value.strip().casefold()
+    return value.strip().strip(_AROUND).strip().casefold()
+
+
+#: What is trimmed around an answer besides spaces: quotes and end punctuation.
+_AROUND = "\"'.!?,;:`"
 
 
 def answer_value(result: GenerationResult, prop: str | None = None) -> Any:
