@@ -112,3 +112,38 @@ def test_the_cgroup_quota_is_read_from_v2_then_v1(tmp_path: Path) -> None:
     assert quota.cgroup_quota(tmp_path) == 1.0
     (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")
     assert quota.cgroup_quota(tmp_path) is None
+
+
+def _names(requirements: list[str]) -> set[str]:
+    import re
+
+    return {re.split(r"[<>=!~\[ ;]", r.strip(), maxsplit=1)[0].lower() for r in requirements if r.strip()}
+
+
+def test_every_import_of_the_examples_is_installed_by_the_examples_extra_and_binder() -> None:
+    """A newcomer opening any example from scripts/try or Binder never meets ModuleNotFoundError."""
+    import ast
+
+    import nbformat
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    repo = SCRIPTS.parent
+    extra = _names(tomllib.loads((repo / "pyproject.toml").read_text())["project"]["optional-dependencies"]["examples"])
+    binder = _names(
+        line for line in (repo / "binder" / "requirements.txt").read_text().splitlines() if not line.startswith("#")
+    )
+    assert extra <= binder, f"binder/requirements.txt lacks {sorted(extra - binder)}"
+    provided = {"ollama_magic", "IPython", "ipywidgets", *sys.stdlib_module_names} | extra
+    for path in sorted((repo / "examples").glob("*.ipynb")):
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code" or cell.source.lstrip().startswith("%%"):
+                continue  # a cell magic's body is not Python
+            python = "\n".join(line for line in cell.source.splitlines() if not line.lstrip().startswith(("%", "!")))
+            for node in ast.walk(ast.parse(python)):
+                modules = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    modules = [node.module]
+                for module in modules:
+                    top = module.split(".")[0]
+                    assert top in provided, f"{path.name} imports {top}, which the examples extra does not install"
