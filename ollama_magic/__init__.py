@@ -25,6 +25,7 @@ from .errors import (
     OllamaTimeoutError,
     SchemaError,
 )
+from .evaluation import Evaluation, EvaluationInterrupted, evaluate
 from .generation import IgnoredFieldWarning, SchemaKeywordWarning, generate
 from .logprobs import TokenProbabilities
 from .result import GenerationResult, Stats
@@ -35,6 +36,8 @@ __all__ = [
     "BatchResults",
     "CacheError",
     "ComparisonResult",
+    "Evaluation",
+    "EvaluationInterrupted",
     "GenerationInterrupted",
     "GenerationResult",
     "IgnoredFieldWarning",
@@ -54,6 +57,7 @@ __all__ = [
     "__version__",
     "busy",
     "compare",
+    "evaluate",
     "generate",
     "generate_many",
     "load_ipython_extension",

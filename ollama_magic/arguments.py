@@ -158,6 +158,14 @@ _ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
         {"type": int, "metavar": "N", "help": "With --each: requests in flight (default 2; the server's slots)."},
     ),
     (
+        ("--expect",),
+        {
+            "metavar": "COLUMN|COLUMN=PROPERTY|CALLABLE",
+            "help": "With --each: score each answer against this column (or one property of the --format "
+            "object), or with score(answer, row) -> float; gives accuracy per model.",
+        },
+    ),
+    (
         ("--cache",),
         {"metavar": "PATH", "help": "SQLite file of finished answers: serve them again, store new ones."},
     ),
@@ -200,6 +208,10 @@ Examples:
   (notes: a variable set in an earlier cell)
 
   %generate -m llama3.2 What is a monad, in one line?
+
+  %%generate --each reviews -m llama3.2 -m qwen2.5 --expect label -o ev
+  Is this review positive or negative? One word. {text}
+  (every row to every model, scored against the label column: ev.summary)
 
 Placeholders: {name}, {obj.attr}, {seq[0]} or {x:.2f} in the prompt are filled from your
 variables; only these clear placeholders are, so pasted JSON or code such as
@@ -320,8 +332,11 @@ class Call:
     concurrency: int = 2
     cache: str | None = None
     to_cell: bool = False
-    #: Every -m given, in order; more than one means a comparison (comparison.py).
+    #: Every -m given, in order; more than one means a comparison (comparison.py), or with
+    #: --each an evaluation (evaluation.py).
     models: list[str] = field(default_factory=list)
+    #: --expect: how an evaluation scores each row (a column, COLUMN=PROPERTY, a callable's name).
+    expect: str | None = None
     #: Where the host came from ("--host", the %config setting; None: OLLAMA_HOST or the
     #: default), so a connection error names the setting to fix.
     host_origin: str | None = None
@@ -435,9 +450,9 @@ def build_call(
     for name in models:
         if models.count(name) > 1:
             raise UsageError(f"-m {name} is given twice: each model is compared once.")
-    if each is not None and len(models) > 1:
-        raise UsageError("--each runs one model over many prompts: give one -m with it, not several.")
-    if args.cache is not None and len(models) > 1:
+    if args.expect is not None and each is None:
+        raise UsageError("--expect only applies with --each DATA (it scores every row's answer).")
+    if args.cache is not None and len(models) > 1 and each is None:
         raise UsageError("--cache keeps single answers and --each batches, not comparisons: drop it or one -m.")
     if args.to_cell and len(models) > 1:
         raise UsageError("--to-cell puts one answer into a new cell: give one -m with it, not several.")
@@ -490,6 +505,7 @@ def build_call(
         cache=cache or None,
         to_cell=args.to_cell,
         models=models,
+        expect=args.expect,
         host_origin="--host" if args.host else ("%config GenerateMagics.host" if defaults.get("host") else None),
     )
 

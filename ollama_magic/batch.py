@@ -141,6 +141,7 @@ def generate_many(
     cache: str | ResultCache | None = None,
     busy_retries: int | None = None,
     on_warning: Callable[[str], None] | None = None,
+    on_item: Callable[[int, GenerationResult], None] | None = None,
     **fields: Any,
 ) -> BatchResults:
     """Generate an answer for every prompt, ``concurrency`` at a time; results in input order.
@@ -159,6 +160,11 @@ def generate_many(
     ``results`` keep the finished items (the others are marked :data:`NOT_RUN`).
     Invalid arguments (no model, a bad schema, an unknown key in an item) raise before
     anything is sent.
+
+    ``on_item(index, result)`` is told of every item as it finishes (answered or failed;
+    the cached ones first, before anything is sent), from the worker threads: it lets a
+    caller keep its own running figures (an evaluation's per-model counts) without a
+    second loop.  It must be quick and must not raise; an item that did not run is not reported.
     """
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise InvalidRequestError(f"concurrency must be a whole number of 1 or more, not {concurrency!r}.")
@@ -213,6 +219,10 @@ def generate_many(
                     results[i] = hit if key not in used else copy.deepcopy(hit)
                     used.add(key)
             state.cached = state.done = sum(1 for r in results if r is not None)
+            if on_item is not None:
+                for i, hit in enumerate(results):
+                    if hit is not None:
+                        on_item(i, hit)
         pending = deque(i for i, r in enumerate(results) if r is None)
         finished = threading.Event()
         if not pending:
@@ -259,6 +269,8 @@ def generate_many(
                     if result.error == NOT_RUN:
                         results[index] = result
                         return
+                    if on_item is not None:  # before the count: the batch ends only once all were told
+                        on_item(index, result)
                     with lock:
                         results[index] = result
                         state.done += 1

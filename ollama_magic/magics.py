@@ -175,7 +175,9 @@ class GenerateMagics(Magics):
         Ctrl-C (interrupt the kernel) stops the answer and keeps what was shown.
         """
         call = self._parse(line, cell)
-        if call.each is not None:
+        if call.each is not None and (len(call.models) > 1 or call.expect is not None):
+            self._run_evaluation(call)
+        elif call.each is not None:
             self._run_batch(call)
         else:
             self._run(call)
@@ -358,6 +360,38 @@ class GenerateMagics(Magics):
             raise UsageError(str(exc)) from None
         if call.out:
             self.shell.user_ns[call.out] = each.output(call.each, results, kwargs.get("format"))
+
+    def _run_evaluation(self, call: Call) -> None:
+        """``--each`` with several -m or ``--expect``: every row to every model, scored (evaluation.py)."""
+        from .evaluation import EvaluationInterrupted, evaluate
+        from .evaluation_view import NotebookEvaluation, TerminalEvaluation
+
+        if getattr(self.shell, "kernel", None) is not None:
+            view: Any = NotebookEvaluation(display)
+        else:
+            view = TerminalEvaluation(sys.stdout)
+        kwargs = {k: v for k, v in call.kwargs.items() if k not in ("prompt", "model")}
+        try:
+            evaluation = evaluate(
+                call.each,
+                call.models,
+                call.kwargs["prompt"],
+                expect=call.expect,
+                concurrency=call.concurrency,
+                cache=call.cache,
+                progress=view,
+                namespace=self.shell.user_ns,
+                on_warning=lambda message: print(f"Note: {message}", file=sys.stderr),
+                **kwargs,
+            )
+        except EvaluationInterrupted as exc:
+            if call.out:
+                self.shell.user_ns[call.out] = exc.evaluation
+            raise
+        except InvalidRequestError as exc:
+            raise UsageError(str(exc)) from None
+        if call.out:
+            self.shell.user_ns[call.out] = evaluation
 
     def _compare(self, call: Call) -> Any:
         """Several -m: the same prompt to each model at once, in columns (comparison.py)."""

@@ -294,9 +294,9 @@ def test_invalid_arguments_send_nothing(ip: Any, multi: ModelFake, capsys: Any) 
     assert "UsageError: -m a is given twice: each model is compared once." in capsys.readouterr().err
     assert not run(ip, f"%%generate -m a -m b --host {multi.host} --cache x.sqlite\nHi").success
     assert "--cache keeps single answers and --each batches, not comparisons" in capsys.readouterr().err
-    ip.user_ns["items"] = ["x", "y"]
-    assert not run(ip, f"%%generate -m a -m b --host {multi.host} --each items\n{{item}}").success
-    assert "--each runs one model over many prompts: give one -m with it" in capsys.readouterr().err
+    ip.user_ns["items"] = ["x", "y"]  # --each with several -m is an evaluation (test_evaluation.py)
+    assert not run(ip, f"%%generate -m a -m b --host {multi.host} --each items --expect nope\n{{item}}").success
+    assert "expect 'nope': a list or Series has no columns" in capsys.readouterr().err
     ip.user_ns.pop("items")
     assert multi.requests == []
 

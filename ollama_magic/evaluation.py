@@ -1,0 +1,693 @@
+"""Which model, which prompt?  Score models (and prompt variants) over a dataset.
+
+:func:`evaluate` sends every row of a dataset to every model, once per prompt variant
+(variants × models × rows), through the one batch engine
+(:func:`~ollama_magic.batch.generate_many`: concurrency, busy retries, per-item
+errors, Ctrl-C keeps what finished, the cache makes a re-run free).  What this module
+adds is only what an evaluation needs:
+
+* the items, interleaved row by row (every contender advances together, so a grid of
+  the first rows fills in at once and an interrupted run is comparable);
+* the scoring: an answer (or one property of a ``format`` object) against an expected
+  column, compared after trimming and case-folding, or any ``score(answer, row) -> float``;
+* the figures per contender (a model, or a model with one prompt variant): answered,
+  failed, accuracy, agreement with the others, median / p95 seconds per row, tokens/s,
+  total tokens;
+* :class:`Evaluation`: ``.results`` (a long DataFrame), ``.summary``, ``.chart()``,
+  ``.disagreements()``, ``.mistakes(model)``.
+
+The live display and the chart are :mod:`ollama_magic.evaluation_view`.  pandas is only
+needed for the DataFrames (``.results``, ``.summary``...), not to run or to show.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import each, structured
+from .errors import GenerationInterrupted, InvalidRequestError
+from .result import GenerationResult, failure_reason
+from .result import outcome as status
+
+__all__ = ["Evaluation", "EvaluationInterrupted", "Expect", "Tracker", "evaluate", "parse_expect"]
+
+Score = Callable[[Any, Mapping[str, Any]], float]
+
+
+class EvaluationInterrupted(GenerationInterrupted):
+    """Ctrl-C stopped an evaluation; ``partial`` (also ``evaluation``) scores what finished."""
+
+    @property
+    def evaluation(self) -> Evaluation:
+        return self.partial  # type: ignore[return-value]
+
+
+# -- what is expected ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Expect:
+    """How an answer is scored: against a column (optionally one property of the answer), or by a callable."""
+
+    column: str | None = None
+    property: str | None = None
+    score: Score | None = None
+
+    def describe(self) -> str:
+        if self.score is not None:
+            return getattr(self.score, "__name__", "score")
+        return f"{self.column}={self.property}" if self.property else str(self.column)
+
+
+def parse_expect(value: Any, namespace: Mapping[str, Any] | None = None) -> Expect | None:
+    """``"label"``, ``"label=sentiment"``, a callable, or the name of a callable in ``namespace``.
+
+    >>> parse_expect("label=sentiment")
+    Expect(column='label', property='sentiment', score=None)
+    >>> parse_expect(None) is None
+    True
+    """
+    if value is None or isinstance(value, Expect):
+        return value
+    if callable(value):
+        return Expect(score=value)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequestError(
+            f"expect is a column name, 'COLUMN=PROPERTY' or a callable score(answer, row), not {value!r}."
+        )
+    text = value.strip()
+    if namespace is not None and text.isidentifier() and callable(namespace.get(text)):
+        return Expect(score=namespace[text])
+    column, _, prop = text.partition("=")
+    column, prop = column.strip(), prop.strip()
+    if not column or ("=" in text and not prop):
+        raise InvalidRequestError(f"expect {text!r}: write COLUMN or COLUMN=PROPERTY (e.g. label=sentiment).")
+    return Expect(column=column, property=prop or None)
+
+
+def normalise(value: Any) -> str | None:
+    """An answer as compared: trimmed (spaces, and quotes or a full stop around it) and
+    case-folded text, objects as sorted JSON; None stays None.  So ``"Positive."`` is
+    ``positive``, but ``It is positive`` is not (a schema makes such answers comparable).
+
+    >>> normalise("  Positive.\\n"), normalise('"yes"'), normalise(3), normalise({"b": 1, "a": "X"})
+    ('positive', 'yes', '3', '{"a": "x", "b": 1}')
+    """
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if not isinstance(value, str):
+        value = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return value.strip().strip(_AROUND).strip().casefold()
+
+
+#: What is trimmed around an answer besides spaces: quotes and end punctuation.
+_AROUND = "\"'.!?,;:`"
+
+
+def answer_value(result: GenerationResult, prop: str | None = None) -> Any:
+    """What is scored of an answer: one property of its object, its JSON value when it is a
+    string (an enum schema), else its text; None when it failed."""
+    if status(result) not in ("ok", "cached"):
+        return None
+    if prop is not None:
+        return result.data.get(prop) if isinstance(result.data, dict) else None
+    if isinstance(result.data, (str, int, float, bool)):
+        return result.data
+    return result.text
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile by nearest rank (p95 of 20 values is the 19th smallest).
+
+    >>> percentile([1, 2, 3, 4], 50), percentile(range(1, 21), 95), percentile([], 95)
+    (2, 19, None)
+    """
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+# -- who is compared ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One column of the grid: a model with one prompt variant."""
+
+    model: str
+    variant: str
+    label: str
+
+
+def contenders(models: Sequence[str], variants: Sequence[str]) -> list[Contender]:
+    """Labels: the model's name, the variant's with one model, ``variant · model`` with both."""
+    out = []
+    for variant in variants:
+        for model in models:
+            if len(variants) == 1:
+                label = model
+            elif len(models) == 1:
+                label = variant
+            else:
+                label = f"{variant} · {model}"
+            out.append(Contender(model, variant, label))
+    return out
+
+
+# -- running figures (fed by generate_many's on_item) -----------------------------------
+
+
+@dataclass
+class ContenderState:
+    """What a live progress line shows for one contender."""
+
+    total: int
+    done: int = 0
+    failed: int = 0
+    cached: int = 0
+    tokens: int = 0
+    eval_seconds: float = 0.0
+    correct: float = 0.0
+    scored: int = 0
+
+    @property
+    def tokens_per_second(self) -> float | None:
+        return self.tokens / self.eval_seconds if self.tokens and self.eval_seconds > 0 else None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.scored if self.scored else None
+
+
+@dataclass
+class Tracker:
+    """Every item's result as it arrives, and each contender's running counts.
+
+    Items are numbered row by row: item ``i`` is row ``i // C``, contender ``i % C``.
+    ``record`` runs on the batch's worker threads; the display reads under ``lock``.
+    """
+
+    contenders: list[Contender]
+    rows: list[dict[str, Any]]
+    expect: Expect | None = None
+    expected: list[Any] | None = None
+    results: dict[int, GenerationResult] = field(default_factory=dict)
+    #: Each recorded item's score (None: no expect, or the score callable failed).
+    scores: dict[int, float | None] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    states: list[ContenderState] = field(init=False)
+    #: Bumped at every recorded item, so a display redraws only when something changed.
+    version: int = 0
+    #: The first error a ``score`` callable raised, and how many answers it left unscored.
+    score_error: str | None = None
+    score_failures: int = 0
+
+    def __post_init__(self) -> None:
+        self.states = [ContenderState(len(self.rows)) for _ in self.contenders]
+
+    def item(self, row: int, column: int) -> int:
+        return row * len(self.contenders) + column
+
+    def score(self, row: int, result: GenerationResult) -> float | None:
+        """The answer's score (1.0 right, 0.0 wrong, or the callable's); None without expect.
+
+        A ``score`` callable that raises (or returns no number) leaves the answer unscored
+        rather than stopping the run from a worker thread: the first such error is kept in
+        ``score_error`` and :func:`evaluate` reports it in one line at the end.
+        """
+        try:
+            return score_of(self.expect, result, self.rows[row], self.expected[row] if self.expected else None)
+        except Exception as exc:
+            with self.lock:
+                self.score_failures += 1
+                if self.score_error is None:
+                    label = self.rows[row].get("index", row)
+                    self.score_error = f"{type(exc).__name__}: {exc} (row {label})"
+            return None
+
+    def record(self, index: int, result: GenerationResult) -> None:
+        row, column = divmod(index, len(self.contenders))
+        value = self.score(row, result)
+        with self.lock:
+            self.results[index] = result
+            self.scores[index] = value
+            state = self.states[column]
+            state.done += 1
+            word = status(result)
+            if word in ("failed", "invalid"):
+                state.failed += 1
+            if word == "cached":
+                state.cached += 1
+            elif word == "ok":
+                state.tokens += result.stats.eval_count or 0
+                state.eval_seconds += (result.stats.eval_duration or 0) / 1e9
+            if value is not None:
+                state.scored += 1
+                state.correct += value or 0.0
+            self.version += 1
+
+
+def score_of(expect: Expect | None, result: GenerationResult, row: Mapping[str, Any], expected: Any) -> float | None:
+    """One answer's score; a failed answer scores 0 (it counts against accuracy), no expect None."""
+    if expect is None:
+        return None
+    if status(result) not in ("ok", "cached"):
+        return 0.0
+    if expect.score is not None:
+        value = float(expect.score(answer_value(result, expect.property), row))
+        if math.isnan(value):
+            raise ValueError("the score is NaN")
+        return value
+    return 1.0 if normalise(answer_value(result, expect.property)) == normalise(expected) else 0.0
+
+
+# -- the evaluation -----------------------------------------------------------------------
+
+
+class Evaluation:
+    """An evaluation's answers and figures; what ``-o OUT`` holds and :func:`evaluate` returns.
+
+    ``summary_rows()`` / ``.summary``: one row per contender (answered, failed, accuracy,
+    agreement, median and p95 seconds per row, tokens/s, total tokens); ``.results``:
+    one row per answer; ``disagreements()``, ``mistakes(model)``; ``chart()``.
+    Accuracy counts a failed answer as wrong (rows that did not run are left out);
+    agreement is the share of rows, among those both answered, where a contender gave
+    the same answer as each other one (the mean over the others).
+    """
+
+    def __init__(
+        self,
+        data: Any,
+        tracker: Tracker,
+        *,
+        fmt: Any = None,
+        seconds: float = 0.0,
+        interrupted: bool = False,
+    ) -> None:
+        self.data = data
+        self.contenders = tracker.contenders
+        self.rows = tracker.rows
+        self.expect = tracker.expect
+        self.expected = tracker.expected
+        self.format = fmt
+        self.seconds = seconds
+        self.interrupted = interrupted
+        self._tracker = tracker
+        self._summary: list[dict[str, Any]] | None = None
+        self._scores = dict(tracker.scores)
+
+    # -- per answer --------------------------------------------------------------------
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(c.model for c in self.contenders))
+
+    @property
+    def variants(self) -> list[str]:
+        return list(dict.fromkeys(c.variant for c in self.contenders))
+
+    def result(self, row: int, contender: int) -> GenerationResult | None:
+        """The answer of one contender for one row (by position); None if it did not run."""
+        return self._tracker.results.get(self._tracker.item(row, contender))
+
+    def answer(self, row: int, contender: int) -> Any:
+        result = self.result(row, contender)
+        prop = self.expect.property if self.expect else None
+        return None if result is None else answer_value(result, prop)
+
+    def score(self, row: int, contender: int) -> float | None:
+        return self._scores.get(self._tracker.item(row, contender))
+
+    def _find(self, model: str, variant: str | None) -> list[int]:
+        found = [
+            i
+            for i, c in enumerate(self.contenders)
+            if model in (c.model, c.label) and (variant is None or c.variant == variant)
+        ]
+        if not found:
+            names = ", ".join(c.label for c in self.contenders)
+            raise KeyError(f"{model!r} is not in this evaluation (it has {names}).")
+        return found
+
+    # -- figures ------------------------------------------------------------------------
+
+    def agreement(self, a: int | None = None, b: int | None = None) -> float | None:
+        """Share of rows both answered where contenders ``a`` and ``b`` gave the same answer.
+
+        Without arguments: the share of rows every contender answered where all agree.
+        """
+        count = agreed = 0
+        pairs = [(a, b)] if a is not None and b is not None else None
+        for row in range(len(self.rows)):
+            if pairs is None:
+                answers = [self._compared(row, c) for c in range(len(self.contenders))]
+            else:
+                answers = [self._compared(row, c) for c in pairs[0]]  # type: ignore[union-attr]
+            if any(x is None for x in answers):
+                continue
+            count += 1
+            agreed += len(set(answers)) == 1
+        return agreed / count if count else None
+
+    def _compared(self, row: int, contender: int) -> str | None:
+        result = self.result(row, contender)
+        if result is None or status(result) not in ("ok", "cached"):
+            return None
+        return normalise(self.answer(row, contender))
+
+    def summary_rows(self) -> list[dict[str, Any]]:
+        """One dict per contender: the figures of ``.summary`` (no pandas needed).
+
+        Computed once (the answers no longer change), then copied: the table, the chart and
+        the footer all read them."""
+        if self._summary is None:
+            self._summary = self._figures()
+        return [dict(row) for row in self._summary]
+
+    def _figures(self) -> list[dict[str, Any]]:
+        out = []
+        for column, contender in enumerate(self.contenders):
+            results = [self.result(row, column) for row in range(len(self.rows))]
+            ran = [r for r in results if r is not None]
+            words = [status(r) for r in ran]
+            answered = sum(w in ("ok", "cached") for w in words)
+            failed = sum(w in ("failed", "invalid") for w in words)
+            seconds = [r.stats.total_seconds for r, w in zip(ran, words, strict=True) if w in ("ok", "cached")]
+            seconds = [s for s in seconds if s is not None]
+            tokens = sum(r.stats.eval_count or 0 for r, w in zip(ran, words, strict=True) if w in ("ok", "cached"))
+            eval_seconds = sum(
+                (r.stats.eval_duration or 0) / 1e9 for r, w in zip(ran, words, strict=True) if w in ("ok", "cached")
+            )
+            scores = [self.score(row, column) for row in range(len(self.rows)) if results[row] is not None]
+            scores = [s for s in scores if s is not None]
+            others = [o for o in range(len(self.contenders)) if o != column]
+            pairwise = [x for x in (self.agreement(column, o) for o in others) if x is not None]
+            row: dict[str, Any] = {"model": contender.model}
+            if len(self.variants) > 1:
+                row["prompt"] = contender.variant
+            row.update(
+                {
+                    "answered": answered,
+                    "failed": failed,
+                    "accuracy": sum(scores) / len(scores) if scores and self.expect is not None else None,
+                    "agreement": sum(pairwise) / len(pairwise) if pairwise else None,
+                    "median_s": statistics.median(seconds) if seconds else None,
+                    "p95_s": percentile(seconds, 95),
+                    "tokens_per_s": tokens / eval_seconds if tokens and eval_seconds > 0 else None,
+                    "tokens": tokens,
+                }
+            )
+            out.append(row)
+        return out
+
+    def accuracy(self, model: str, variant: str | None = None) -> float | None:
+        """The accuracy of one model (and variant), as in the summary."""
+        column = self._find(model, variant)[0]
+        return self.summary_rows()[column]["accuracy"]
+
+    # -- DataFrames ---------------------------------------------------------------------
+
+    def _properties(self) -> list[str]:
+        return each.object_properties(self.format)
+
+    def result_rows(self) -> list[dict[str, Any]]:
+        """The rows of ``.results`` as dicts: row label, model, prompt variant, answer, each
+        schema property, expected, score, correct, seconds, tokens, from_cache, status, error."""
+        props = self._properties()
+        out = []
+        for row, names in enumerate(self.rows):
+            for column, contender in enumerate(self.contenders):
+                result = self.result(row, column)
+                if result is None:
+                    continue
+                word = status(result)
+                good = word in ("ok", "cached")
+                record: dict[str, Any] = {
+                    "row": names.get("index", row),
+                    "model": contender.model,
+                    "prompt": contender.variant,
+                    "answer": result.text if good else None,
+                }
+                for prop in props:
+                    record[prop] = result.data.get(prop) if good and isinstance(result.data, dict) else None
+                score = self.score(row, column)
+                record["expected"] = self.expected[row] if self.expected is not None else None
+                record["score"] = score
+                record["correct"] = None if score is None else score >= 1.0
+                record["seconds"] = result.stats.total_seconds if good else None
+                record["tokens"] = result.stats.eval_count if good else None
+                record["from_cache"] = result.cached
+                record["status"] = word
+                record["error"] = failure_reason(result) if not good else None
+                out.append(record)
+        return out
+
+    @property
+    def results(self) -> Any:
+        """A long pandas DataFrame, one row per answer (see :meth:`result_rows`)."""
+        return _pandas().DataFrame(self.result_rows())
+
+    @property
+    def summary(self) -> Any:
+        """A pandas DataFrame, one row per model (and prompt variant), indexed by its label."""
+        return _pandas().DataFrame(self.summary_rows(), index=[c.label for c in self.contenders])
+
+    def _row_frame(self, rows: list[int], columns: dict[str, list[Any]]) -> Any:
+        pandas = _pandas()
+        if each.kind_of(self.data) == "dataframe":
+            frame = self.data.iloc[rows].copy()
+        else:
+            frame = pandas.DataFrame(
+                {"item": [self.rows[r].get("item") for r in rows]}, index=[self.rows[r]["index"] for r in rows]
+            )
+        for name, values in columns.items():
+            frame[name] = values
+        return frame
+
+    def disagreements(self) -> Any:
+        """The rows where the contenders that answered did not all give the same answer:
+        the data's columns, then one column per contender with its answer."""
+        rows = []
+        for row in range(len(self.rows)):
+            answers = {self._compared(row, c) for c in range(len(self.contenders))} - {None}
+            if len(answers) > 1:
+                rows.append(row)
+        columns = {c.label: [self.answer(r, i) for r in rows] for i, c in enumerate(self.contenders)}
+        return self._row_frame(rows, columns)
+
+    def mistakes(self, model: str, variant: str | None = None) -> Any:
+        """The rows ``model`` got wrong or failed (needs ``expect``): the data, its answer, the
+        expected value, its score, and the error of a failed answer."""
+        if self.expect is None:
+            raise InvalidRequestError("mistakes() needs an evaluation with expect (a column or a score).")
+        column = self._find(model, variant)[0]
+        rows = [r for r in range(len(self.rows)) if (s := self.score(r, column)) is not None and s < 1.0]
+        return self._row_frame(
+            rows,
+            {
+                "answer": [self.answer(r, column) for r in rows],
+                "expected": [self.expected[r] if self.expected is not None else None for r in rows],
+                "score": [self.score(r, column) for r in rows],
+                "error": [_reason(self.result(r, column)) for r in rows],
+            },
+        )
+
+    # -- showing ------------------------------------------------------------------------
+
+    def chart(self) -> Any:
+        """Accuracy and tokens/s per contender as an SVG (shown inline; ``.svg`` is its text)."""
+        from .evaluation_view import Chart
+
+        return Chart(self.summary_rows(), [c.label for c in self.contenders], scored=self.expect is not None)
+
+    def summary_text(self) -> str:
+        """One line: rows, contenders, time, and each contender's accuracy."""
+        bits = [f"{len(self.rows)} rows × {len(self.contenders)}"]
+        for contender, row in zip(self.contenders, self.summary_rows(), strict=True):
+            acc = row["accuracy"]
+            bits.append(
+                f"{contender.label}: " + (f"{acc:.0%} accurate" if acc is not None else f"{row['answered']} answered")
+            )
+        bits.append(f"{self.seconds:.1f} s" + (" (interrupted)" if self.interrupted else ""))
+        return " · ".join(bits)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        from .evaluation_view import EvaluationDisplay
+
+        return EvaluationDisplay(self)._repr_mimebundle_()
+
+    def __repr__(self) -> str:
+        return f"<Evaluation: {self.summary_text()}>"
+
+
+def _reason(result: GenerationResult | None) -> str | None:
+    return None if result is None else failure_reason(result)
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError:  # pragma: no cover - pandas is in every test environment
+        raise InvalidRequestError("The evaluation's DataFrames need pandas: pip install pandas.") from None
+    return pandas
+
+
+# -- evaluate() ---------------------------------------------------------------------------
+
+
+def _variants(prompt: Any) -> dict[str, str]:
+    if isinstance(prompt, str):
+        if not prompt.strip():
+            raise InvalidRequestError("prompt is empty: give a template such as 'Is this review positive? {text}'.")
+        return {"prompt": prompt}
+    if isinstance(prompt, Mapping) and prompt:
+        out = {}
+        for name, template in prompt.items():
+            if not isinstance(template, str) or not template.strip():
+                raise InvalidRequestError(f"Prompt variant {name!r} is not a template (a non-empty string).")
+            out[str(name)] = template
+        return out
+    raise InvalidRequestError("prompt is a template (a string) or a dict {name: template} of variants to compare.")
+
+
+def _models(models: Any) -> list[str]:
+    if isinstance(models, str):
+        models = [models]
+    if not isinstance(models, (list, tuple)) or not models or not all(isinstance(m, str) and m for m in models):
+        raise InvalidRequestError("models is a list of model names, e.g. models=['smollm2', 'qwen2.5'].")
+    for name in models:
+        if models.count(name) > 1:
+            raise InvalidRequestError(f"Model {name} is given twice: each model is evaluated once.")
+    return list(models)
+
+
+def _expected(expect: Expect | None, data: Any, rows: list[dict[str, Any]], fmt: Any) -> list[Any] | None:
+    """The expected value of every row (checked before anything is sent)."""
+    if expect is None or expect.score is not None:
+        if expect is not None and expect.property is not None:  # pragma: no cover - parse_expect never makes it
+            raise InvalidRequestError("A score callable takes the whole answer; drop the =PROPERTY.")
+        return None
+    kind = each.kind_of(data)
+    column = expect.column
+    if kind == "dataframe":
+        names = [str(c) for c in data.columns]
+        if column not in names:
+            raise InvalidRequestError(f"expect {column!r}: the data has no such column (it has {', '.join(names)}).")
+    elif column != "item":
+        raise InvalidRequestError(
+            f"expect {column!r}: a list or Series has no columns; use a DataFrame, or a callable score(answer, row)."
+        )
+    if expect.property is not None:
+        props = each.object_properties(fmt)
+        if not props:
+            raise InvalidRequestError(
+                f"expect {column}={expect.property}: =PROPERTY needs format, an object schema with that property."
+            )
+        if expect.property not in props:
+            raise InvalidRequestError(
+                f"expect {column}={expect.property}: the schema has no property {expect.property!r} "
+                f"(it has {', '.join(props)})."
+            )
+    return [row.get(column) for row in rows]
+
+
+def evaluate(
+    data: Any,
+    models: Sequence[str] | str,
+    prompt: str | Mapping[str, str],
+    *,
+    expect: str | Score | None = None,
+    format: Any = None,  # noqa: A002 - generate()'s own name for it
+    concurrency: int = 2,
+    cache: Any = None,
+    progress: Any = True,
+    rows: int = 8,
+    namespace: Mapping[str, Any] | None = None,
+    on_warning: Callable[[str], None] | None = None,
+    **fields: Any,
+) -> Evaluation:
+    """Send every row of ``data`` to every model, once per prompt variant, and score the answers.
+
+    ``data`` is a list, Series or DataFrame (as for ``%%generate --each``); ``prompt`` a
+    template (``{column}``, ``{index}``, ``{item}``) or ``{name: template}`` to compare
+    wordings too.  ``expect`` is a column holding the right answer, ``"COLUMN=PROPERTY"``
+    to compare one property of a ``format`` object, or ``score(answer, row) -> float``.
+    ``concurrency`` requests are in flight at once, over all models (the server's slots);
+    ``cache`` (an SQLite path) makes a re-run free and a stopped run resumable.  ``fields``
+    are other :func:`generate` keywords (``options``, ``system``, ``host``, ``retries``...).
+
+    The live view (``progress``: True, False or a Progress) shows a line per contender
+    and a grid of the first ``rows`` rows.  Ctrl-C raises :class:`EvaluationInterrupted`
+    whose ``evaluation`` scores what finished.  Invalid arguments send nothing.
+    """
+    from .batch import BatchInterrupted, generate_many
+
+    model_names = _models(models)
+    variants = _variants(prompt)
+    expectation = parse_expect(expect, namespace)
+    names = each.item_names(data)
+    if not names:
+        raise InvalidRequestError("The data has no rows to evaluate.")
+    fmt = structured.resolve_format(format) if format is not None and format != "json" else format
+    expected = _expected(expectation, data, names, fmt)
+    space = namespace if namespace is not None else {}
+    filled = {name: each.prompts(template, data, space) for name, template in variants.items()}
+    people = contenders(model_names, list(variants))
+    items = [{"prompt": filled[c.variant][row], "model": c.model} for row in range(len(names)) for c in people]
+    tracker = Tracker(people, names, expectation, expected)
+    if progress is True:
+        from .evaluation_view import default_view
+
+        view: Any = default_view(tracker, rows=rows)
+    elif progress:
+        view = progress
+        if hasattr(view, "attach"):
+            view.attach(tracker)
+    else:
+        view = None
+    try:
+        results = generate_many(
+            items,
+            concurrency=concurrency,
+            progress=view,
+            cache=cache,
+            on_warning=on_warning,
+            on_item=tracker.record,
+            format=fmt,
+            **fields,
+        )
+    except BatchInterrupted as exc:
+        partial = Evaluation(data, tracker, fmt=fmt, seconds=exc.results.seconds, interrupted=True)
+        if view is not None and hasattr(view, "done"):
+            view.done(partial)
+        done = sum(1 for r in exc.results if status(r) != "not run")
+        raise EvaluationInterrupted(
+            f"Evaluation interrupted: {done} of {len(items)} answers kept"
+            + (" (and cached: re-run to resume)." if cache else "."),
+            partial,
+        ) from None
+    evaluation = Evaluation(data, tracker, fmt=fmt, seconds=results.seconds)
+    if view is not None and hasattr(view, "done"):
+        view.done(evaluation)
+    if tracker.score_error is not None and expectation is not None:
+        message = (
+            f"expect {expectation.describe()}(answer, row) failed on {tracker.score_failures} "
+            f"answers, which are left unscored; the first: {tracker.score_error}"
+        )
+        if on_warning is not None:
+            on_warning(message)
+        else:
+            import warnings
+
+            warnings.warn(message, UserWarning, stacklevel=2)
+    return evaluation
