@@ -135,7 +135,9 @@ class BatchTable:
         return out
 
     def html(self) -> str:
-        head = "".join(f'<th style="text-align:left">{h}</th>' for h in ("#", "prompt", "answer", "time", "status"))
+        head = "".join(
+            f'<th scope="col" style="text-align:left">{h}</th>' for h in ("#", "prompt", "answer", "time", "status")
+        )
         body = []
         for row in self._rows():
             styles = ("", _CELL_STYLE, _CELL_STYLE, "white-space:nowrap", _CELL_STYLE)
@@ -146,7 +148,8 @@ class BatchTable:
             body.append(f"<tr>{cells}</tr>")
         footer = html.escape(footer_text(self.results, self.rows))
         return (
-            f'<div class="ollama-magic-batch"><table><thead><tr>{head}</tr></thead>'
+            f'<div class="ollama-magic-batch"><table aria-label="Batch results, first {self.rows} rows">'
+            f"<thead><tr>{head}</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table>"
             f'<div class="ollama-magic-footer" style="{_FOOTER_STYLE}">{footer}</div></div>'
         )
