@@ -50,6 +50,7 @@ _PROMPT_STYLE = "font-weight:600;margin:0.6em 0 0.2em 0;white-space:pre-wrap;lin
 _TURN_STYLE = "border-top:1px solid var(--jp-border-color2, #e0e0e0);padding:0.2em 0 0.4em 0"
 _STATUS_STYLE = "opacity:0.7;font-size:0.85em;margin-top:0.4em"
 _ERROR_STYLE = "color:var(--jp-error-color1, #c62828)"
+_ERROR_FOOTER_STYLE = "font-size:0.85em;margin-top:0.4em;" + _ERROR_STYLE
 #: The status line: the text's own colour, dimmed (a fixed grey failed contrast in the dark theme).
 _QUIET_STYLE = "opacity:0.8"
 #: Read by screen readers, not drawn (the usual visually-hidden rule, inline).
@@ -71,7 +72,8 @@ class Turn:
     in_conversation: bool = True
 
     def html(self) -> str:
-        footer_style = _STATUS_STYLE + (";" + _ERROR_STYLE if self.error else "")
+        # An error's line is not dimmed: JupyterLab's red at 0.7 opacity is 3.2:1 on white.
+        footer_style = _ERROR_FOOTER_STYLE if self.error else _STATUS_STYLE
         footer = f'<div class="ollama-panel-footer" style="{footer_style}">{html.escape(self.footer)}</div>'
         # aria-busy while the answer streams: assistive technology waits for the whole.
         busy = "false" if self.footer else "true"
