@@ -98,7 +98,8 @@ class _PanelBox(w.VBox):
 
 
 class _Reopened:
-    """A line shown only where JupyterLab could not draw the panel (a notebook reopened).
+    """A line shown only where JupyterLab could not draw the panel (a notebook reopened),
+    and the panel's focus ring.
 
     JupyterLab draws a widget output with its widget renderer alone, so the widget's own
     text fallback never shows there: a reopened notebook says only "Error displaying
@@ -113,6 +114,11 @@ class _Reopened:
         rule = (
             ".jp-OutputArea:has(.jp-OutputArea-output.jupyter-widgets) "
             ".ollama-magic-panel-reopened{display:block !important}"
+            # A focus ring one sees (WCAG 2.4.7): ipywidgets draws a 1 px outline, in the
+            # primary button's own blue on the Generate button.  Only a live panel has this
+            # rule (this output is shown with it); the ring is the theme's brand colour.
+            ".ollama-magic-panel :focus-visible{outline:2px solid var(--jp-brand-color1, #1976d2) !important;"
+            "outline-offset:2px !important}"
         )
         return {
             "text/html": f'<style>{rule}</style><div class="ollama-magic-panel-reopened" style="display:none">'
@@ -175,8 +181,16 @@ class GeneratePanel:
             layout=w.Layout(width="auto", height="7em"),
         )
         self.system = w.Text(placeholder="optional", description="System", style=_LABELS, layout=wide)
-        self.temperature = w.FloatSlider(
-            value=0.8, min=0.0, max=2.0, step=0.05, description="Temperature", style=_LABELS, layout=wide
+        # A number field, not a slider: ipywidgets' slider handle has no accessible name (a
+        # screen reader says only "slider"), the field is named by its label; arrows step it.
+        self.temperature = w.BoundedFloatText(
+            value=0.8,
+            min=0.0,
+            max=2.0,
+            step=0.05,
+            description="Temperature",
+            style=_LABELS,
+            layout=w.Layout(width="14em"),
         )
         self.num_predict = w.IntText(
             value=-1, description="Max tokens", tooltip="-1: no limit", style=_LABELS, layout=w.Layout(width="14em")

@@ -227,6 +227,18 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         stop()
 
 
+@pytest.fixture(scope="session")
+def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A Jupyter Notebook 7 server, as ``lab`` (its notebooks open at /notebooks/NAME)."""
+    _need_browser_tools()
+    pytest.importorskip("notebook", reason="the Notebook 7 tests need `pip install notebook`")
+    server, stop = start_jupyter(tmp_path_factory.mktemp("notebook7"), "notebook", what="jupyter notebook")
+    try:
+        yield server
+    finally:
+        stop()
+
+
 # -- Chromium ---------------------------------------------------------------------------
 
 
