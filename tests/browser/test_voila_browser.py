@@ -102,3 +102,15 @@ def test_the_classroom_app_in_voila_generates_streams_and_stops(browser: Any, vo
         shot(page, "voila-stopped")
     finally:
         context.close()
+
+
+def test_the_app_at_voila_render_in_a_jupyter_server(page: Any, lab: Lab) -> None:
+    """A JupyterHub user's server is a Jupyter server: Voilà's extension serves the app at
+    /voila/render/PATH there (what ``c.Spawner.default_url`` points students to)."""
+    (lab.root / "classroom_app.ipynb").write_bytes(APP.read_bytes())
+    page.goto(f"{lab.url}/voila/render/classroom_app.ipynb?token={lab.token}", timeout=120_000)
+    panel = page.locator(PANEL)
+    panel.wait_for(state="visible", timeout=120_000)
+    assert page.locator(".cm-editor, .jp-CodeCell .jp-InputArea").count() == 0
+    assert panel.get_by_role("button", name="Generate", exact=False).count() == 1
+    shot(page, "voila-render-in-jupyter-server")
