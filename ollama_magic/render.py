@@ -333,7 +333,9 @@ class Answer:
         return self._markdown(self.text)
 
     def html(self) -> str:
-        parts = ['<div class="ollama-magic">']
+        # While it streams, aria-busy tells assistive technology to wait for the whole
+        # answer instead of reading each update; the saved (final) output has no attribute.
+        parts = ['<div class="ollama-magic" aria-busy="true">' if self.streaming else '<div class="ollama-magic">']
         if self.waiting and not self.text and not self.thinking:
             parts.append(
                 f'<div class="ollama-magic-waiting" style="{_WAITING_STYLE}">{html.escape(self.waiting)}</div>'

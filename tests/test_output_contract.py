@@ -150,3 +150,11 @@ def test_a_batch_table_keeps_the_contract(echo_nb: Any) -> None:
     assert assert_contract(echo_nb.publisher.messages) >= 2
     final_html = echo_nb.publisher.messages[-1]["data"]["text/html"]
     assert "<table" in final_html
+
+
+def test_a_streaming_answer_is_busy_and_the_saved_one_is_not(nb: Any, fake: FakeOllama) -> None:
+    fake.stream(chunk("Hey"), chunk(" now"), final([1]))
+    assert run(nb, "%%generate -m tiny\nHi").success
+    shown = [m["data"]["text/html"] for m in nb.publisher.messages if "data" in m]
+    assert any('aria-busy="true"' in h for h in shown[:-1])  # while it streamed
+    assert "aria-busy" not in shown[-1]  # the final output, the one saved
