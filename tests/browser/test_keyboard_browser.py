@@ -7,7 +7,8 @@
 - a comparison's columns are headed by headings, a batch table has column headers.
 
 A fake Ollama answers the panel (tests/browser/test_panel_browser.py's).  Ctrl+Enter and
-Escape in the panel are not offered: ipywidgets has no key events (see README).
+Escape in the panel are not offered: ipywidgets has no key events, and ipyevents listens only
+under the mouse and swallows every key (see README).
 Screenshots: ``SHOTS/keyboard-<frontend>-*.png``.
 """
 
