@@ -158,3 +158,24 @@ def test_a_streaming_answer_is_busy_and_the_saved_one_is_not(nb: Any, fake: Fake
     shown = [m["data"]["text/html"] for m in nb.publisher.messages if "data" in m]
     assert any('aria-busy="true"' in h for h in shown[:-1])  # while it streamed
     assert "aria-busy" not in shown[-1]  # the final output, the one saved
+
+
+def test_every_widget_the_package_draws_is_a_stock_ipywidget() -> None:
+    """No custom frontend code: VS Code and Colab draw only ipywidgets' own widget models."""
+    import ipywidgets as w
+
+    from ollama_magic.pull import NotebookPullView
+    from ollama_magic.widgets import GeneratePanel
+
+    def tree(widget: Any) -> list[Any]:
+        return [widget, *(x for child in getattr(widget, "children", ()) for x in tree(child))]
+
+    shown: list[Any] = []
+    panel = GeneratePanel(models=["tiny"], host="127.0.0.1:9")
+    pull = NotebookPullView(shown.append)
+    widgets = tree(panel.widget) + [x for s in shown for x in tree(s)] + tree(pull.box)
+    assert len(widgets) > 15
+    for widget in widgets:
+        assert isinstance(widget, w.DOMWidget)
+        assert widget._model_module in ("@jupyter-widgets/controls", "@jupyter-widgets/base"), type(widget)
+        assert widget._view_module in ("@jupyter-widgets/controls", "@jupyter-widgets/base"), type(widget)
