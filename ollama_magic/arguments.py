@@ -128,6 +128,14 @@ _ARGUMENTS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
     (("--thread",), {"help": "Conversation thread (default: 'default')."}),
     (("--new",), {"action": "store_true", "help": "Start the thread afresh."}),
     (("--no-context",), {"action": "store_true", "help": "Neither send nor store conversation context."}),
+    (
+        ("--conversation",),
+        {
+            "choices": ["auto", "context", "messages"],
+            "help": "How the thread continues: auto (context while the server gives one, else the messages "
+            "through /api/chat), context, or messages (default: %%config GenerateMagics.conversation).",
+        },
+    ),
     (("-o", "--out"), {"metavar": "NAME", "help": "Store the result object in this variable."}),
     (("--quiet",), {"action": "store_true", "help": "Hide the statistics footer."}),
     (
@@ -301,6 +309,8 @@ class Call:
     thread: str = "default"
     new: bool = False
     no_context: bool = False
+    #: How the thread continues: "auto", "context" or "messages" (conversation.py).
+    conversation: str = "auto"
     out: str | None = None
     quiet: bool = False
     #: --each: the variable's value, the prompts filled from the template, and its name.
@@ -455,11 +465,22 @@ def build_call(
         "busy_retries": busy_retries,
     }
     cache = args.cache if args.cache is not None else (defaults.get("cache") if each is not None else None)
+    conversation = args.conversation or defaults.get("conversation") or "auto"
+    if conversation == "messages" and not args.no_context and each is None:
+        from .request import CHAT_CANNOT_CARRY
+
+        refused = [flag for name, flag in CHAT_CANNOT_CARRY.items() if getattr(args, name)]
+        if refused:
+            raise UsageError(
+                f"{' and '.join(refused)} cannot go with conversation 'messages' (/api/chat has no such field): "
+                "drop it, or add --conversation context (or --no-context)."
+            )
     return Call(
         kwargs=kwargs,
         thread=args.thread or "default",
         new=args.new,
         no_context=args.no_context or args.raw or each is not None,
+        conversation=conversation,
         out=args.out,
         quiet=args.quiet,
         each=each,
@@ -488,8 +509,8 @@ def _each(args: argparse.Namespace, template: str, namespace: Mapping[str, Any])
         raise UsageError(f"--each {name}: there is no variable {name!r} in the notebook.")
     if args.concurrency is not None and args.concurrency < 1:
         raise UsageError("--concurrency must be 1 or more.")
-    if args.thread or args.new:
-        raise UsageError("--each items never touch conversation threads: drop --thread/--new.")
+    if args.thread or args.new or args.conversation:
+        raise UsageError("--each items never touch conversation threads: drop --thread/--new/--conversation.")
     if args.no_interpolate:
         raise UsageError("--each fills the cell as a template for every item: it cannot be used with --no-interpolate.")
     value = namespace[name]

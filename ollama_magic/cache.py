@@ -47,6 +47,7 @@ KEY_FIELDS = (
     "template",
     "raw",
     "context",
+    "messages",
     "think",
     "retries",
     "schema_in_prompt",

@@ -399,6 +399,14 @@ class OllamaClient:
         """
         yield from self._stream("/api/generate", payload, handle)
 
+    def chat_stream(self, payload: dict[str, Any], handle: OpenRequest | None = None) -> Iterator[dict[str, Any]]:
+        """POST ``/api/chat`` (a conversation continued from its messages) and yield each object.
+
+        As :meth:`generate_stream` (with ``handle``, as :meth:`generate_stream_closable`);
+        the text arrives in each object's ``message`` instead of ``response``.
+        """
+        yield from self._stream("/api/chat", payload, handle)
+
     def _stream(self, path: str, payload: dict[str, Any], handle: OpenRequest | None) -> Iterator[dict[str, Any]]:
         _opening.handle = handle
         try:

@@ -30,7 +30,7 @@ from .errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
 from .generation import generate
 from .logprobs import TokenProbabilities
 from .render import Answer, StreamingMarkdown, format_seconds
-from .request import build_generate_payload
+from .request import build_chat_payload, build_generate_payload
 from .result import GenerationResult, TextBuffer
 
 __all__ = ["ComparisonResult", "Event", "compare"]
@@ -186,13 +186,16 @@ def _check_models(models: Iterable[str]) -> list[str]:
 _PAYLOAD_FIELDS = set(inspect.signature(build_generate_payload).parameters)
 
 
-def _check_fields(prompt: str, model: str, fields: Mapping[str, Any]) -> None:
+def _check_fields(prompt: str, model: str, fields: Mapping[str, Any], chat: bool = False) -> None:
     """Build one request body without sending it, so invalid arguments send nothing at all
-    (and fail once, not once per column)."""
+    (and fail once, not once per column); ``chat``: some model continues from its messages."""
     body = {k: v for k, v in fields.items() if k in _PAYLOAD_FIELDS and k not in ("model", "prompt", "images")}
     if body.get("format") is not None:
         body["format"] = structured.resolve_format(body["format"])
-    build_generate_payload(model=model, prompt=prompt, **body)
+    if chat:
+        build_chat_payload(messages=[], model=model, prompt=prompt, **body)
+    else:
+        build_generate_payload(model=model, prompt=prompt, **body)
 
 
 def compare(
@@ -200,6 +203,7 @@ def compare(
     models: Iterable[str],
     *,
     context: Mapping[str, list[int] | None] | None = None,
+    messages: Mapping[str, list[dict[str, Any]] | None] | None = None,
     on_event: Callable[[Event], None] | None = None,
     poll: float = 0.05,
     on_tick: Callable[[], None] | None = None,
@@ -209,8 +213,10 @@ def compare(
 
     ``fields`` are :func:`ollama_magic.generate`'s (``options``, ``format``, ``think``,
     ``logprobs``, ``host``, ``timeout``, ...), the same for every model; ``context`` maps
-    a model to the context it continues from.  ``on_event`` sees each :class:`Event` in
-    the calling thread as it happens (``on_tick`` is called when nothing happened for
+    a model to the context it continues from, ``messages`` to the messages it continues
+    from (through ``/api/chat``; one list per model, as one context per model).
+    ``on_event`` sees each :class:`Event` in the calling thread as it happens
+    (``on_tick`` is called when nothing happened for
     ``poll`` seconds).  A model that fails does not stop the others: its error is in
     ``result.errors``.  KeyboardInterrupt stops every model and raises
     :class:`GenerationInterrupted` whose ``partial`` is the ComparisonResult so far.
@@ -219,7 +225,8 @@ def compare(
     for name in ("on_chunk", "on_attempt", "on_result", "client", "model", "prompt", "cancel"):
         if name in fields:
             raise TypeError(f"compare() does not take {name!r}")
-    _check_fields(prompt, names[0], fields)
+    histories = {m: v for m, v in (messages or {}).items() if v is not None}
+    _check_fields(prompt, names[0], fields, chat=bool(histories))
     contexts = dict(context or {})
     events: queue.Queue[Event] = queue.Queue()
     stop = threading.Event()
@@ -238,6 +245,7 @@ def compare(
                 prompt,
                 model,
                 context=contexts.get(model),
+                messages=histories.get(model),
                 on_chunk=on_chunk,
                 on_attempt=on_attempt,
                 on_warning=lambda message: events.put(Event("warning", model, message=message)),

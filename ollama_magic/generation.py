@@ -15,11 +15,12 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Protocol
 
-from . import auth, features, structured
+from . import auth, capabilities, features, structured
 from .busy import BusyRetry, RetryCallback
 from .client import OllamaClient, OpenRequest, Timeout
+from .conversation import check_mode
 from .errors import GenerationInterrupted, OllamaMagicError, OllamaResponseError
-from .request import ImageInput, build_generate_payload, check_timeout, resolve_model
+from .request import ImageInput, build_chat_payload, build_generate_payload, check_timeout, resolve_model
 from .result import GenerationResult, Stats, TextBuffer
 
 
@@ -67,6 +68,8 @@ def generate(
     raw: bool = False,
     keep_alive: str | int | float | None = None,
     context: list[int] | None = None,
+    messages: Iterable[Mapping[str, Any]] | None = None,
+    conversation: str | None = None,
     think: bool | str | None = None,
     truncate: bool | None = None,
     shift: bool | None = None,
@@ -90,6 +93,15 @@ def generate(
     cancel: Cancel | None = None,
 ) -> GenerationResult:
     """Generate a completion with Ollama's ``/api/generate`` and return the result.
+
+    ``messages`` (a list, even empty) continues a conversation from its messages instead:
+    the request goes to ``/api/chat`` with them and ``prompt`` as the user's next message
+    (``raw``, ``template`` and ``suffix`` cannot go with it), streamed, validated and retried
+    exactly as ``/api/generate``'s.  ``result.messages`` is the conversation including
+    this answer either way.  ``conversation`` picks between ``context`` and ``messages``
+    when both are given (e.g. a previous result's): ``"auto"`` (the default) sends the
+    context if there is one, else the messages; ``"context"`` only the context;
+    ``"messages"`` always goes to ``/api/chat`` (with no messages: a new conversation).
 
     ``format`` is ``"json"``, a JSON schema (a dict, JSON text, a path to a ``.json``
     file) or a pydantic model class; the schema is checked before sending and the answer
@@ -124,6 +136,7 @@ def generate(
     server sends nothing (a model still loading), and :class:`GenerationInterrupted` is
     raised as for Ctrl-C.
     """
+    context, messages = _continue_with(context, messages, conversation)
     fmt = structured.resolve_format(format) if format is not None else None
     for warning in structured.keyword_warnings(fmt) if fmt is not None else ():
         message = f"Ollama will not enforce this part of the schema, {warning}; only the local check guards it."
@@ -191,7 +204,16 @@ def generate(
         "logprobs": logprobs,
         "top_logprobs": DEFAULT_TOP_LOGPROBS if logprobs and top_logprobs is None else top_logprobs,
     }
-    payload = build_generate_payload(prompt=sent_prompt, **base)
+    history = list(messages) if messages is not None else None
+
+    def build(prompt_text: str) -> dict[str, Any]:
+        if history is None:
+            return build_generate_payload(prompt=prompt_text, **base)
+        return build_chat_payload(messages=history, prompt=prompt_text, **base)
+
+    payload = build(sent_prompt)
+    if base["images"]:
+        capabilities.check_images(client, payload["model"])
     attempt = 1
     while True:
         if on_attempt is not None:
@@ -204,6 +226,7 @@ def generate(
                 partial.busy_retries = retried
             raise
         result.busy_retries = retried
+        result.messages = _conversation(payload, result)
         if fmt is not None:
             result.data, result.errors = structured.validate_answer(result.text, fmt)
         if attempt == 1:
@@ -214,7 +237,35 @@ def generate(
             return result
         attempt += 1
         retry_prompt = structured.retry_prompt(sent_prompt, result.text, result.errors)
-        payload = build_generate_payload(prompt=retry_prompt, **base)
+        payload = build(retry_prompt)
+
+
+def _continue_with(
+    context: list[int] | None, messages: Iterable[Mapping[str, Any]] | None, conversation: str | None
+) -> tuple[list[int] | None, Iterable[Mapping[str, Any]] | None]:
+    """What continues the conversation under ``conversation`` (see generate): the context or the messages."""
+    mode = check_mode(conversation) if conversation is not None else "auto"
+    if mode == "messages":
+        return None, list(messages) if messages is not None else []
+    if mode == "context" or context:
+        return context, None
+    return None, messages
+
+
+def _conversation(payload: dict[str, Any], result: GenerationResult) -> list[dict[str, Any]]:
+    """The messages of the conversation up to and including this answer."""
+    if "messages" in payload:
+        sent = list(payload["messages"])
+    else:
+        sent = [{"role": "system", "content": payload["system"]}] if "system" in payload else []
+        user: dict[str, Any] = {"role": "user", "content": payload["prompt"]}
+        if payload.get("images"):
+            user["images"] = payload["images"]
+        sent.append(user)
+    answer: dict[str, Any] = {"role": "assistant", "content": result.text}
+    if result.thinking:
+        answer["thinking"] = result.thinking
+    return [*sent, answer]
 
 
 def _warn_ignored(
@@ -256,7 +307,10 @@ def _stream_one(
             raise _Cancelled
         # Closed explicitly (not left to garbage collection), so an interrupt or an error
         # drops the connection at once and Ollama stops generating.
-        if handle is not None:
+        chat = "messages" in payload
+        if chat:
+            stream = client.chat_stream(payload, handle)
+        elif handle is not None:
             stream = client.generate_stream_closable(payload, handle)
         else:
             stream = client.generate_stream(payload)
@@ -264,8 +318,13 @@ def _stream_one(
             for obj in stream:
                 if cancel is not None and cancel.is_set():
                     raise _Cancelled
-                piece = obj.get("response")
-                thought = obj.get("thinking")
+                if chat:  # /api/chat sends the text in "message" (a server's odd value is no text)
+                    message = obj.get("message")
+                    message = message if isinstance(message, dict) else {}
+                    piece, thought = message.get("content"), message.get("thinking")
+                else:
+                    piece = obj.get("response")
+                    thought = obj.get("thinking")
                 # Only text is kept: a broken server's number or list in these fields is not.
                 if piece:
                     if piece.__class__ is str:
@@ -424,7 +483,7 @@ def _result(
     # The final object comes from the server: values of the wrong type are not trusted
     # (a context that is not a list of token ids would be sent back with the next turn).
     answered_model = final.get("model")
-    context = final.get("context")
+    context = final.get("context") if "messages" not in payload else None  # a chat has no context
     # (set(map(type, ...)) runs in C: a long context is checked at a fraction of a loop's cost.)
     if not (isinstance(context, list) and set(map(type, context)) <= {int}):
         context = None

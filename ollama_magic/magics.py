@@ -15,13 +15,13 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class, no_var_expand
 from IPython.display import display
-from traitlets import Bool, Dict, Float, Int, List, Unicode, Union
+from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, Union
 
 from . import busy, structured
 from .arguments import Call, build_call, generate_arguments, split_line
 from .cache import CellCache
 from .client import OllamaClient
-from .conversation import ConversationStore, Start
+from .conversation import MODES, ConversationStore, Start, messages_of
 from .errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
 from .generation import generate
 from .host import parse_host
@@ -127,6 +127,13 @@ class GenerateMagics(Magics):
         "a CA bundle path, or False (warned about once per host).",
     ).tag(config=True)
     options = Dict(help="Model options merged under each cell's --options and shortcuts.").tag(config=True)
+    conversation = Enum(
+        list(MODES),
+        default_value="auto",
+        help="How a thread continues: 'auto' sends the context while the server returns one and the thread's "
+        "messages (/api/chat) otherwise or when the model changes; 'context' only the context; 'messages' "
+        "always the messages. A cell's --conversation overrides it.",
+    ).tag(config=True)
     show_stats = Bool(True, help="Show the statistics footer under each answer.").tag(config=True)
     update_interval = Float(0.05, help="Seconds between display updates while an answer streams.").tag(config=True)
     cache = Unicode(
@@ -183,6 +190,7 @@ class GenerateMagics(Magics):
             "options": self.options,
             "cache": self.cache,
             "busy_retries": self.busy_retries,
+            "conversation": self.conversation,
         }
 
     def _parse(self, line: str, cell: str | None) -> Call:
@@ -221,8 +229,8 @@ class GenerateMagics(Magics):
         model = kwargs["model"]
         start: Start | None = None
         if not call.no_context:
-            start = self.conversations.start(call.thread, model, self.cell_id, fresh=call.new)
-            kwargs["context"] = list(start.state.context) if start.state.context else None
+            start = self.conversations.start(call.thread, model, self.cell_id, fresh=call.new, mode=call.conversation)
+            kwargs["context"], kwargs["messages"] = start.context, start.messages
         view = self._view(structured=kwargs["format"] is not None)
         total = kwargs["retries"] + 1
         notes = [start.note] if start and start.note else []
@@ -250,7 +258,10 @@ class GenerateMagics(Magics):
             if start is not None and not result.errors:
                 # Committed before the footer is drawn, so the footer can say what the
                 # commit found: a reset or another answer since this one started.
-                commit = self.conversations.commit(call.thread, start, result.model or model, result.context)
+                commit = self.conversations.commit(
+                    call.thread, start, result.model or model, result.context, result=result
+                )
+                _thread_messages(result, commit.state)
                 if commit.note:
                     result.notes.append(commit.note)
                     if not show_footer:
@@ -305,7 +316,8 @@ class GenerateMagics(Magics):
         (A generated answer is committed in ``on_result``, before its footer is drawn.)
         """
         if start is not None and not result.errors:
-            self.conversations.commit(call.thread, start, result.model or model, result.context)
+            commit = self.conversations.commit(call.thread, start, result.model or model, result.context, result=result)
+            _thread_messages(result, commit.state)
         if call.out:
             self.shell.user_ns[call.out] = result
         self._to_cell(call, result)
@@ -359,9 +371,10 @@ class GenerateMagics(Magics):
         if not call.no_context:
             for model in call.models:
                 starts[model] = self.conversations.start(
-                    thread_name(call.thread, model), model, self.cell_id, fresh=call.new
+                    thread_name(call.thread, model), model, self.cell_id, fresh=call.new, mode=call.conversation
                 )
-        contexts = {m: list(s.state.context) if s.state.context else None for m, s in starts.items()}
+        contexts = {m: s.context for m, s in starts.items()}
+        messages = {m: s.messages for m, s in starts.items()}
 
         def footer(model: str, result: GenerationResult) -> str:
             start = starts.get(model)
@@ -380,7 +393,13 @@ class GenerateMagics(Magics):
             shown = TerminalComparison(view)
         try:
             results = compare(
-                prompt, call.models, context=contexts, on_event=shown.on_event, on_tick=shown.on_tick, **kwargs
+                prompt,
+                call.models,
+                context=contexts,
+                messages=messages,
+                on_event=shown.on_event,
+                on_tick=shown.on_tick,
+                **kwargs,
             )
         except InvalidRequestError as exc:
             raise UsageError(str(exc)) from None
@@ -393,7 +412,10 @@ class GenerateMagics(Magics):
             result.thread = None if call.no_context else thread_name(call.thread, model)
             start = starts.get(model)
             if start is not None and result.complete and not result.errors and model not in results.errors:
-                self.conversations.commit(thread_name(call.thread, model), start, result.model or model, result.context)
+                commit = self.conversations.commit(
+                    thread_name(call.thread, model), start, result.model or model, result.context, result=result
+                )
+                _thread_messages(result, commit.state)
         if isinstance(shown, LiveComparison):  # only a notebook output keeps metadata
             version = self._server_version(kwargs["host"])
             view.metadata = {
@@ -450,11 +472,17 @@ class GenerateMagics(Magics):
     def ollama(self, line: str) -> None:
         """Manage Ollama and the conversations: %ollama help lists the commands.
 
-        list | ps | show MODEL | pull MODEL | version | threads | reset [THREAD] | ui | help
+        list | ps | show MODEL | pull MODEL | version | threads | history | save | load | reset [THREAD] | ui | help
         """
         from . import subcommands
 
         subcommands.run(self, line)
+
+
+def _thread_messages(result: GenerationResult, state: Any) -> None:
+    """``result.messages``: the whole thread's messages once the answer joined it."""
+    if state is not None:
+        result.messages = messages_of(state.history())
 
 
 def _failed_result(partial: GenerationResult | None, exc: Exception, model: str, call: Call) -> GenerationResult:

@@ -38,6 +38,17 @@ def provenance(result: GenerationResult, *, thread: str | None, server_version: 
             record[name] = request[name]
     if request.get("images"):
         record["images"] = len(request["images"])  # how many, not the pictures themselves
+    messages = request.get("messages")
+    if isinstance(messages, list) and messages:
+        # Continued from the thread's messages (/api/chat): how many, not their text (the
+        # earlier cells show it); the system and images as for /api/generate.
+        record["endpoint"] = "/api/chat"
+        record["messages"] = len(messages) - 1
+        first, last = messages[0], messages[-1]
+        if isinstance(first, dict) and first.get("role") == "system":
+            record["system"] = first.get("content")
+        if isinstance(last, dict) and last.get("images"):
+            record["images"] = len(last["images"])
     if request.get("logprobs"):
         record["top_logprobs"] = request.get("top_logprobs")
     if result.remote_model:

@@ -1,4 +1,4 @@
-"""Building the ``/api/generate`` request body from what the user asked for.
+"""Building the ``/api/generate`` and ``/api/chat`` request bodies from what the user asked for.
 
 Pure functions, no I/O beyond reading image files: everything that can be checked
 before sending is checked here, so invalid arguments never reach the server.
@@ -247,6 +247,74 @@ def build_generate_payload(
         payload["logprobs"] = True
         if top_logprobs is not None:
             payload["top_logprobs"] = top_logprobs
+    return payload
+
+
+#: What ``/api/chat`` cannot carry, as the magic's options name them (and generate()'s keywords).
+CHAT_CANNOT_CARRY = {"raw": "--raw", "template": "--template", "suffix": "--suffix"}
+MESSAGE_ROLES = ("system", "user", "assistant", "tool")
+
+
+def check_messages(messages: Any) -> list[dict[str, Any]]:
+    """A conversation's messages, checked: a list of ``{role, content}`` dicts (images are base64 text).
+
+    >>> check_messages([{"role": "user", "content": "hi"}])
+    [{'role': 'user', 'content': 'hi'}]
+    """
+    if not isinstance(messages, (list, tuple)):
+        raise InvalidRequestError(f"messages must be a list of dicts, not {type(messages).__name__}")
+    out = []
+    for index, message in enumerate(messages):
+        if (
+            not isinstance(message, Mapping)
+            or message.get("role") not in MESSAGE_ROLES
+            or not isinstance(message.get("content", ""), str)
+            or not all(isinstance(i, str) for i in message.get("images") or ())
+        ):
+            raise InvalidRequestError(
+                f"messages[{index}] must be a dict with a role (system, user, assistant or tool) and text content."
+            )
+        out.append(dict(message))
+    return out
+
+
+def build_chat_payload(
+    *,
+    messages: Iterable[Mapping[str, Any]],
+    prompt: str,
+    suffix: str | None = None,
+    template: str | None = None,
+    raw: bool = False,
+    context: list[int] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """The JSON body for ``POST /api/chat``: ``messages``, then the prompt as the user's message.
+
+    The same fields as :func:`build_generate_payload` (checked by it), except those
+    ``/api/chat`` has no place for (:data:`CHAT_CANNOT_CARRY`), which are refused in one
+    line.  ``system`` becomes the first message (replacing one the messages had).
+    """
+    refused = [
+        flag for name, flag in CHAT_CANNOT_CARRY.items() if {"raw": raw, "template": template, "suffix": suffix}[name]
+    ]
+    if refused:
+        raise InvalidRequestError(
+            f"{' and '.join(refused)} cannot be sent in a conversation continued from its messages (/api/chat has "
+            "no such field): drop it, or start afresh with --new --conversation context."
+        )
+    if context:
+        raise InvalidRequestError("Give a conversation's context or its messages, not both.")
+    history = check_messages(list(messages))
+    body = build_generate_payload(prompt=prompt, **fields)
+    system = body.pop("system", None)
+    if system is not None:
+        history = [m for m in history if m["role"] != "system"]
+        history.insert(0, {"role": "system", "content": system})
+    user: dict[str, Any] = {"role": "user", "content": body.pop("prompt")}
+    if "images" in body:
+        user["images"] = body.pop("images")
+    payload: dict[str, Any] = {"model": body.pop("model"), "messages": [*history, user]}
+    payload.update(body)
     return payload
 
 

@@ -65,7 +65,7 @@ eval_count=None, eval_duration=2000000000)
 
 @dataclass
 class GenerationResult:
-    """One answer from ``/api/generate``.
+    """One answer from ``/api/generate`` (or ``/api/chat``, for a conversation continued from its messages).
 
     ``complete`` is False when the stream ended early (interrupted or broken); such a
     result is never used to continue a conversation, and ``error`` says why, in the
@@ -97,6 +97,9 @@ class GenerationResult:
     #: The upstream model and host when a remote (cloud) model answered (Ollama 0.12+).
     remote_model: str | None = None
     remote_host: str | None = None
+    #: The conversation up to and including this answer, as ``/api/chat`` messages
+    #: (``{role, content}``, ``images``, ``thinking``): the whole thread's for a threaded turn.
+    messages: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         bits = [f"model={self.model!r}"]

@@ -196,6 +196,48 @@ def _reset(magics: GenerateMagics, args: list[str]) -> None:
     print(f"Forgot thread(s): {', '.join(forgotten)}" if forgotten else "No such thread.")
 
 
+@subcommand("history [THREAD]", "a thread's turns: who, the first line, tokens")
+def _history(magics: GenerateMagics, args: list[str]) -> None:
+    from .transcript import history_text
+
+    rest = expect(args, "history [THREAD]", at_most=1)
+    name = rest[0] if rest else "default"
+    threads = magics.conversations.threads
+    names = [name] if name in threads else sorted(n for n in threads if n.startswith(f"{name} ["))
+    if not names:
+        print(f"There is no thread {name!r} (see %ollama threads).")
+    for shown in names:
+        if len(names) > 1:
+            print(f"{shown}:")
+        print(history_text(threads[shown].head, shown))
+
+
+@subcommand("save [THREAD] PATH", "write a thread to a JSON file (no headers or keys), for %ollama load")
+def _save(magics: GenerateMagics, args: list[str]) -> None:
+    from .transcript import TranscriptError, save
+
+    rest = expect(args, "save [THREAD] PATH", at_least=1, at_most=2)
+    name, path = (rest[0], rest[1]) if len(rest) == 2 else ("default", rest[0])
+    try:
+        target = save(magics.conversations, name, path)
+    except TranscriptError as exc:
+        raise UsageError(str(exc)) from None
+    turns = magics.conversations.threads[name].head.turns
+    print(f"Saved thread {name!r} ({turns} turn(s)) to {target}.")
+
+
+@subcommand("load PATH [THREAD]", "restore a thread saved by %ollama save (replacing one of that name)")
+def _load(magics: GenerateMagics, args: list[str]) -> None:
+    from .transcript import TranscriptError, load
+
+    rest = expect(args, "load PATH [THREAD]", at_least=1, at_most=2)
+    try:
+        name, head = load(magics.conversations, rest[0], rest[1] if len(rest) == 2 else None)
+    except TranscriptError as exc:
+        raise UsageError(str(exc)) from None
+    print(f"Loaded thread {name!r}: {head.turns} turn(s); the next %%generate --thread {name} continues it.")
+
+
 @subcommand("ui", "a point-and-click panel that shares the threads with %%generate")
 def _ui(magics: GenerateMagics, args: list[str]) -> None:
     from IPython.display import display
@@ -213,6 +255,7 @@ def _ui(magics: GenerateMagics, args: list[str]) -> None:
             conversations=magics.conversations,
             timeout=magics.timeout,
             busy_retries=magics.busy_retries,
+            conversation=magics.conversation,
             **magics._credentials(),
         )
     )

@@ -28,7 +28,7 @@ from typing import Any
 import ipywidgets as w
 
 from .client import OllamaClient
-from .conversation import ConversationStore
+from .conversation import ConversationStore, check_mode, messages_of
 from .errors import GenerationInterrupted, OllamaMagicError
 from .generation import generate
 from .management import model_names
@@ -142,8 +142,11 @@ class GeneratePanel:
         headers: dict[str, str] | None = None,
         verify: bool | str | None = None,
         api_key_hosts: list[str] | None = None,
+        conversation: str = "auto",
     ) -> None:
         self.host = host or None
+        #: How threads continue, as %config GenerateMagics.conversation (conversation.MODES).
+        self.conversation = check_mode(conversation)
         self.timeout = timeout
         self.busy_retries = busy_retries
         # Credentials for the server; kept off the widgets, so nothing shows or saves them.
@@ -331,7 +334,7 @@ class GeneratePanel:
         verbatim = self.json_output.value
         # No cell id: the panel is not a cell, and must not count as one of the running
         # cell's generations (that would make a re-run cell miss its branch point).
-        start = self.conversations.start(thread, model, None)
+        start = self.conversations.start(thread, model, None, mode=self.conversation)
         turn = Turn(prompt)
         parts: list[str] = []
         next_update = 0.0
@@ -356,7 +359,8 @@ class GeneratePanel:
                 system=self.system.value or None,
                 options=options,
                 format="json" if verbatim else None,
-                context=list(start.state.context) if start.state.context else None,
+                context=start.context,
+                messages=start.messages,
                 host=self.host,
                 timeout=self.timeout,
                 busy_retries=self.busy_retries,
@@ -382,7 +386,9 @@ class GeneratePanel:
             result.thread = thread
             result.notes = [start.note] if start.note else []
             if not result.errors:
-                commit = self.conversations.commit(thread, start, result.model, result.context)
+                commit = self.conversations.commit(thread, start, result.model, result.context, result=result)
+                if commit.state is not None:
+                    result.messages = messages_of(commit.state.history())
                 if commit.note:
                     result.notes.append(commit.note)
             turn.answer_html = Answer(

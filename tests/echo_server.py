@@ -4,6 +4,8 @@ It answers "echo: <prompt>" after a random delay, so answers arriving out of ord
 concurrency are noticed.  Prompt words script the faults: ``fail`` → HTTP 500, ``hang``
 → a slow endless stream (and the main thread is interrupted when ``interrupt_on_hang``),
 ``busy`` → HTTP 503 the first time, ``badjson``/``goodjson`` → an answer that fails / passes ``{"n": integer}``.
+``/api/chat`` is answered the same way from the last message (the text in ``message``, no
+context, as Ollama does); every request body is kept in ``bodies``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class EchoOllama:
         self.server = server
         self.max_delay = max_delay
         self.prompts: list[str] = []
+        #: Every /api/generate and /api/chat body, in order of arrival.
+        self.bodies: list[dict] = []
         self.in_flight = 0
         self.most_in_flight = 0
         self.closed = threading.Event()
@@ -43,6 +47,7 @@ class EchoOllama:
         self.token: str | None = None
         self._lock = threading.Lock()
         server.expect_request("/api/generate", method="POST").respond_with_handler(self.generate)
+        server.expect_request("/api/chat", method="POST").respond_with_handler(self.generate)
         server.expect_request("/api/tags").respond_with_handler(self.tags)
 
     def _take_interrupt(self) -> bool:
@@ -78,9 +83,11 @@ class EchoOllama:
         if refused is not None:
             return refused
         body = request.get_json()
-        prompt = body["prompt"]
+        chat = request.path == "/api/chat"
+        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
         with self._lock:
             self.prompts.append(prompt)
+            self.bodies.append(body)
         if "busy" in prompt and self.prompts.count(prompt) == 1:  # the first time only
             return Response(json.dumps({"error": "server busy"}), status=503, mimetype="application/json")
         if "fail" in prompt:
@@ -90,6 +97,7 @@ class EchoOllama:
             answer = '{"n": 1}'
 
         def lines() -> Iterator[bytes]:
+            counted = False
             with self._lock:
                 self.in_flight += 1
                 self.most_in_flight = max(self.most_in_flight, self.in_flight)
@@ -107,16 +115,28 @@ class EchoOllama:
                         time.sleep(0.05)
                     return
                 time.sleep(random.uniform(0, self.max_delay))
-                yield (json.dumps({"model": "tiny", "response": answer, "done": False}) + "\n").encode()
-                yield (json.dumps(final([1, 2, 3])) + "\n").encode()
+                model = body.get("model", "tiny")
+                if chat:
+                    piece = {"model": model, "message": {"role": "assistant", "content": answer}, "done": False}
+                    last = {**final(None, model), "message": {"role": "assistant", "content": ""}}
+                else:
+                    piece, last = {"model": "tiny", "response": answer, "done": False}, final([1, 2, 3])
+                yield (json.dumps(piece) + "\n").encode()
+                # Counted as finished before the last line goes out: once the client has read it,
+                # it may send its next request before this generator is resumed (most_in_flight
+                # would then count one request twice).
                 with self._lock:
                     self.completed += 1
+                    self.in_flight -= 1
+                    counted = True
+                yield (json.dumps(last) + "\n").encode()
             except GeneratorExit:
                 self.closed.set()
                 raise
             finally:
-                with self._lock:
-                    self.in_flight -= 1
+                if not counted:
+                    with self._lock:
+                        self.in_flight -= 1
 
         return Response(lines(), mimetype="application/x-ndjson")
 

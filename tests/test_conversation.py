@@ -92,14 +92,15 @@ def test_raw_sends_and_stores_no_context(ip: Any, fake: FakeOllama) -> None:
     assert fake.requests[2]["context"] == [1]
 
 
-def test_a_model_switch_starts_fresh_and_says_so(ip: Any, fake: FakeOllama, capsys: Any) -> None:
+def test_a_model_switch_starts_fresh_and_says_so_in_context_mode(ip: Any, fake: FakeOllama, capsys: Any) -> None:
     fake.reply(context=[1], model="tiny")
     fake.reply(context=[2], model="other")
     fake.reply(context=[3], model="other")
+    ip.run_line_magic("config", "GenerateMagics.conversation = 'context'")
     run(ip, "%%generate -m tiny\nA")
     capsys.readouterr()
     run(ip, "%%generate -m other\nB")
-    assert "context" not in fake.requests[1]
+    assert fake.paths[1] == "/api/generate" and "context" not in fake.requests[1]
     assert "new conversation: the context of tiny cannot continue with other" in capsys.readouterr().out
     run(ip, "%%generate -m other\nC")
     assert fake.requests[2]["context"] == [2]
@@ -141,8 +142,9 @@ def final_with(**extra: Any) -> dict[str, Any]:
     return final(**extra)
 
 
-def test_store_unit_model_switch_without_context_keeps_going() -> None:
+def test_store_unit_model_switch_without_context_continues_from_the_messages() -> None:
     store = ConversationStore()
     start = store.start("t", "a", None)
     store.commit("t", start, "a", None)
-    assert store.start("t", "b", None).note is None
+    switched = store.start("t", "b", None)
+    assert switched.messages == [] and switched.note is not None and "b continued a's conversation" in switched.note

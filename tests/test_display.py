@@ -196,7 +196,7 @@ def test_a_note_goes_on_its_own_line_under_the_footer(nb: Any, fake: FakeOllama)
     fake.reply(context=[1])
     run(nb, "%%generate -m tiny\nFirst")
     fake.reply(model="other")
-    run(nb, "%%generate -m other\nSecond")
+    run(nb, "%%generate -m other --conversation context\nSecond")
     html = nb.publisher.final["text/html"]
     footer = re.search(r'<div class="ollama-magic-footer"[^>]*>([^<]*)</div>', html)
     note = re.search(r'<div class="ollama-magic-note"[^>]*>([^<]*)</div>', html)

@@ -342,7 +342,7 @@ def test_waiting_line_then_answer_with_cursor_then_footer_and_note(page: Any, la
         lab.root / "waiting.ipynb",
         LOAD,
         f"%%generate -m slow --host {slow_ollama} --num-predict 6\nhi",
-        f"%%generate -m other --host {slow_ollama}\nhi again",
+        f"%%generate -m other --conversation context --host {slow_ollama}\nhi again",
     )
     open_notebook(page, lab.notebook_url("waiting.ipynb"))
     run_all_cells(page)

@@ -46,7 +46,8 @@ def test_new_starts_the_thread_afresh(real_ip: Any) -> None:
     assert after.request["context"] == fresh.context
 
 
-def test_switching_models_starts_fresh_and_says_so(real_nb: Any) -> None:
+def test_switching_models_in_context_mode_starts_fresh_and_says_so(real_nb: Any) -> None:
+    real_nb.run_line_magic("config", "GenerateMagics.conversation = 'context'")
     turn(real_nb, f"-m {SHORT}")
     second = turn(real_nb, f"-m {SHORT}")
     switched = turn(real_nb, f"-m {LONG} --num-predict 8")

@@ -88,7 +88,9 @@ def test_example_notebook_runs_without_errors(path: Path, real_host: str, tmp_pa
         rest = text.replace(HEY, "")
         assert not re.search(r"(\bw!|\bnow!|y now)", rest), (cell.source, text)
     for cell in code:
-        if cell.source.startswith(("%%generate", "%generate")):
+        if cell.source.startswith(("%%generate", "%generate")) and "raises-exception" not in cell.metadata.get(
+            "tags", []
+        ):
             # every answer is a saved display output with its footer and the whole answer
             html = "".join(o.data.get("text/html", "") for o in cell.outputs if o.output_type == "display_data")
             assert "ollama-magic-footer" in html, cell.source

@@ -20,7 +20,7 @@ import pytest
 import requests
 
 import ollama_magic
-from ollama_magic import OllamaResponseError
+from ollama_magic import InvalidRequestError, OllamaResponseError
 
 from .conftest import LONG, SHORT
 from .support import (
@@ -171,23 +171,23 @@ def test_no_stream_shows_one_final_display_with_the_same_text(real_nb: Any) -> N
     assert "60 tokens" in message["data"]["text/plain"]
 
 
-def test_images_from_a_bytes_variable_and_from_a_file(real_ip: Any, tmp_path: Any) -> None:
-    # Ollama 0.9.3 puts "[img-N]\n\n" in the prompt of a model without vision for each image.
+def test_images_for_a_model_without_vision_are_refused_before_anything_is_generated(
+    real_ip: Any, capsys: Any, tmp_path: Any
+) -> None:
+    # Ollama 0.9.3 would take them, put "[img-N]" in the prompt and let the model answer as
+    # if it had seen the picture: the server's own /api/show says the model cannot see.
     real_ip.user_ns["img"] = png_bytes()
-    r = generate_cell(real_ip, f"-m {SHORT} --no-context --images img")
-    assert r.stats.prompt_eval_count == prompt_tokens("[img-0]\n\nhi")
     path = tmp_path / "pixel.png"
     path.write_bytes(png_bytes())
-    r = generate_cell(real_ip, f"-m {SHORT} --no-context --images img {path}")
-    assert len(r.request["images"]) == 2
-    assert r.stats.prompt_eval_count == prompt_tokens("[img-0]\n\n[img-1]\n\nhi")
-    assert r.text == HEY
+    seen = failing_cell(real_ip, capsys, f"%%generate -m {SHORT} --no-context --images img {path}\nhi")
+    line = assert_one_line(seen)
+    assert f"{SHORT} cannot see images (the server lists its capabilities as: completion, insert)" in line
     real_ip.user_ns.pop("img")
 
 
-def test_images_from_python(real_host: str) -> None:
-    r = ollama_magic.generate("hi", SHORT, images=[png_bytes()], host=real_host)
-    assert r.stats.prompt_eval_count == prompt_tokens("[img-0]\n\nhi")
+def test_images_from_python_are_refused_for_a_model_without_vision(real_host: str) -> None:
+    with pytest.raises(InvalidRequestError, match="cannot see images"):
+        ollama_magic.generate("hi", SHORT, images=[png_bytes()], host=real_host)
 
 
 @pytest.mark.parametrize(
