@@ -148,8 +148,7 @@ class BatchTable:
             body.append(f"<tr>{cells}</tr>")
         footer = html.escape(footer_text(self.results, self.rows))
         return (
-            f'<div class="ollama-magic-batch"><table aria-label="Batch results, first {self.rows} rows">'
-            f"<thead><tr>{head}</tr></thead>"
+            f'<div class="ollama-magic-batch"><table><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>"
             f'<div class="ollama-magic-footer" style="{_FOOTER_STYLE}">{footer}</div></div>'
         )
