@@ -135,7 +135,9 @@ class BatchTable:
         return out
 
     def html(self) -> str:
-        head = "".join(f'<th style="text-align:left">{h}</th>' for h in ("#", "prompt", "answer", "time", "status"))
+        head = "".join(
+            f'<th scope="col" style="text-align:left">{h}</th>' for h in ("#", "prompt", "answer", "time", "status")
+        )
         body = []
         for row in self._rows():
             styles = ("", _CELL_STYLE, _CELL_STYLE, "white-space:nowrap", _CELL_STYLE)

@@ -442,7 +442,8 @@ class ComparisonView:
                 body += TokenProbabilities(column.result.logprobs, model=model).html()
             columns.append(
                 f'<div class="ollama-magic-column" style="{_COLUMN_STYLE}">'
-                f'<div class="ollama-magic-column-model" style="{_HEADER_STYLE}">{html.escape(model)}</div>'
+                f'<div class="ollama-magic-column-model" role="heading" aria-level="3" style="{_HEADER_STYLE}">'
+                f"{html.escape(model)}</div>"
                 f"{body}</div>"
             )
         summary = (

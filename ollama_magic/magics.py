@@ -26,6 +26,7 @@ from .errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
 from .generation import generate
 from .host import parse_host
 from .logprobs import TokenProbabilities
+from .notes import show_note
 from .provenance import provenance
 from .render import NotebookView, TerminalView, View, footer_text
 from .request import resolve_model
@@ -266,7 +267,7 @@ class GenerateMagics(Magics):
                 if commit.note:
                     result.notes.append(commit.note)
                     if not show_footer:
-                        print(f"Note: {commit.note}", file=sys.stderr)
+                        show_note(commit.note)
             status = ""
             if result.errors and total > 1:
                 status = "rejected: the answer does not match the schema"
@@ -285,7 +286,7 @@ class GenerateMagics(Magics):
                 on_chunk=view.chunk,
                 on_attempt=on_attempt,
                 on_result=on_result,
-                on_warning=lambda message: print(f"Note: {message}", file=sys.stderr),
+                on_warning=show_note,
                 on_retry=lambda retry: view.notice(retry.message()),
             )
         except InvalidRequestError as exc:
@@ -349,7 +350,7 @@ class GenerateMagics(Magics):
                 concurrency=call.concurrency,
                 progress=view,
                 cache=call.cache,
-                on_warning=lambda message: print(f"Note: {message}", file=sys.stderr),
+                on_warning=show_note,
                 **kwargs,
             )
         except BatchInterrupted as exc:
@@ -487,7 +488,7 @@ class GenerateMagics(Magics):
     def client(self) -> OllamaClient:
         """A client for the configured server (OLLAMA_HOST is read at each request).
 
-        A busy server is retried as for %%generate, each wait announced on stderr."""
+        A busy server is retried as for %%generate, each wait announced as a note (stderr in a terminal)."""
         try:
             credentials = self._credentials()
         except OllamaMagicError as exc:
@@ -496,7 +497,7 @@ class GenerateMagics(Magics):
             self.host or None,
             self.timeout,
             busy_retries=self.busy_retries,
-            on_retry=lambda retry: print(retry.message(), file=sys.stderr, flush=True),
+            on_retry=lambda retry: show_note(retry.message(), label=""),
             **credentials,
             host_option="%config GenerateMagics.host",
         )

@@ -87,8 +87,11 @@ _markdown.add_render_rule("link_open", _link_open)
 # Opacity rather than a grey colour keeps the footer readable in dark themes too.
 _FOOTER_STYLE = "opacity:0.7;font-size:0.85em;margin-top:0.4em"
 _STATUS_STYLE = "opacity:0.85;font-style:italic;margin-top:0.4em"
-_ERRORS_STYLE = "color:#c62828"
-_WAITING_STYLE = "opacity:0.6;font-style:italic"
+#: A dark red on its own pale red, so the pair is 5.7:1 in every theme (a red on the theme's
+#: background cannot be: #c62828 is 5.6:1 on white but 3.4:1 on JupyterLab Dark's #111).
+_ERRORS_STYLE = "color:#b3261e;background-color:#fdecea;padding:0.3em 0.6em;border-radius:3px"
+#: 0.7, not less: JupyterLab Light's text (87% black) at 0.6 is 4.3:1 on white, under WCAG's 4.5.
+_WAITING_STYLE = "opacity:0.7;font-style:italic"
 _NOTE_STYLE = "opacity:0.7;font-size:0.85em"
 
 
@@ -330,7 +333,9 @@ class Answer:
         return self._markdown(self.text)
 
     def html(self) -> str:
-        parts = ['<div class="ollama-magic">']
+        # While it streams, aria-busy tells assistive technology to wait for the whole
+        # answer instead of reading each update; the saved (final) output has no attribute.
+        parts = ['<div class="ollama-magic" aria-busy="true">' if self.streaming else '<div class="ollama-magic">']
         if self.waiting and not self.text and not self.thinking:
             parts.append(
                 f'<div class="ollama-magic-waiting" style="{_WAITING_STYLE}">{html.escape(self.waiting)}</div>'

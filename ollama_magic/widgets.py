@@ -50,6 +50,14 @@ _PROMPT_STYLE = "font-weight:600;margin:0.6em 0 0.2em 0;white-space:pre-wrap;lin
 _TURN_STYLE = "border-top:1px solid var(--jp-border-color2, #e0e0e0);padding:0.2em 0 0.4em 0"
 _STATUS_STYLE = "opacity:0.7;font-size:0.85em;margin-top:0.4em"
 _ERROR_STYLE = "color:var(--jp-error-color1, #c62828)"
+_ERROR_FOOTER_STYLE = "font-size:0.85em;margin-top:0.4em;" + _ERROR_STYLE
+#: The status line: the text's own colour, dimmed (a fixed grey failed contrast in the dark theme).
+_QUIET_STYLE = "opacity:0.8"
+#: Read by screen readers, not drawn (the usual visually-hidden rule, inline).
+_SCREEN_READER_ONLY = (
+    "position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0,0,0,0);"
+    "white-space:nowrap;border:0"
+)
 
 
 @dataclass
@@ -64,12 +72,17 @@ class Turn:
     in_conversation: bool = True
 
     def html(self) -> str:
-        footer_style = _STATUS_STYLE + (";" + _ERROR_STYLE if self.error else "")
+        # An error's line is not dimmed: JupyterLab's red at 0.7 opacity is 3.2:1 on white.
+        footer_style = _ERROR_FOOTER_STYLE if self.error else _STATUS_STYLE
         footer = f'<div class="ollama-panel-footer" style="{footer_style}">{html.escape(self.footer)}</div>'
+        # aria-busy while the answer streams: assistive technology waits for the whole.
+        busy = "false" if self.footer else "true"
         return (
-            f'<div class="ollama-panel-turn" style="{_TURN_STYLE}">'
+            f'<div class="ollama-panel-turn" role="group" aria-label="Turn: {html.escape(self.prompt[:80])}" '
+            f'style="{_TURN_STYLE}">'
             f'<div class="ollama-panel-prompt" style="{_PROMPT_STYLE}">{html.escape(self.prompt)}</div>'
-            f'<div class="ollama-panel-answer" style="{_ANSWER_STYLE}">{self.answer_html}</div>'
+            f'<div class="ollama-panel-answer" aria-live="off" aria-busy="{busy}" style="{_ANSWER_STYLE}">'
+            f"{self.answer_html}</div>"
             f"{footer if self.footer else ''}</div>"
         )
 
@@ -85,7 +98,8 @@ class _PanelBox(w.VBox):
 
 
 class _Reopened:
-    """A line shown only where JupyterLab could not draw the panel (a notebook reopened).
+    """A line shown only where JupyterLab could not draw the panel (a notebook reopened),
+    and the panel's focus ring.
 
     JupyterLab draws a widget output with its widget renderer alone, so the widget's own
     text fallback never shows there: a reopened notebook says only "Error displaying
@@ -100,6 +114,11 @@ class _Reopened:
         rule = (
             ".jp-OutputArea:has(.jp-OutputArea-output.jupyter-widgets) "
             ".ollama-magic-panel-reopened{display:block !important}"
+            # A focus ring one sees (WCAG 2.4.7): ipywidgets draws a 1 px outline, in the
+            # primary button's own blue on the Generate button.  Only a live panel has this
+            # rule (this output is shown with it); the ring is the theme's brand colour.
+            ".ollama-magic-panel :focus-visible{outline:2px solid var(--jp-brand-color1, #1976d2) !important;"
+            "outline-offset:2px !important}"
         )
         return {
             "text/html": f'<style>{rule}</style><div class="ollama-magic-panel-reopened" style="display:none">'
@@ -143,6 +162,8 @@ class GeneratePanel:
         self._lock = threading.Lock()
 
         self.status = w.HTML()
+        #: How the last answer ended, for screen readers only (see _announce).
+        self.announcer = w.HTML()
         if models is None:
             models = self._fetch_models()
         wide = w.Layout(width="50%", min_width="16em")
@@ -155,10 +176,24 @@ class GeneratePanel:
             style=_LABELS,
             layout=wide,
         )
-        self.prompt = w.Textarea(placeholder="Ask something…", layout=w.Layout(width="auto", height="7em"))
+        # A description is the control's accessible name (ipywidgets links it as a <label>).
+        self.prompt = w.Textarea(
+            placeholder="Ask something…",
+            description="Prompt",
+            style=_LABELS,
+            layout=w.Layout(width="auto", height="7em"),
+        )
         self.system = w.Text(placeholder="optional", description="System", style=_LABELS, layout=wide)
-        self.temperature = w.FloatSlider(
-            value=0.8, min=0.0, max=2.0, step=0.05, description="Temperature", style=_LABELS, layout=wide
+        # A number field, not a slider: ipywidgets' slider handle has no accessible name (a
+        # screen reader says only "slider"), the field is named by its label; arrows step it.
+        self.temperature = w.BoundedFloatText(
+            value=0.8,
+            min=0.0,
+            max=2.0,
+            step=0.05,
+            description="Temperature",
+            style=_LABELS,
+            layout=w.Layout(width="14em"),
         )
         self.num_predict = w.IntText(
             value=-1, description="Max tokens", tooltip="-1: no limit", style=_LABELS, layout=w.Layout(width="14em")
@@ -168,9 +203,15 @@ class GeneratePanel:
         )
         self.thread = w.Text(value="default", description="Thread", style=_LABELS, layout=wide)
         auto = w.Layout(width="auto")
-        self.generate_button = w.Button(description="Generate", button_style="primary", icon="play", layout=auto)
-        self.stop_button = w.Button(description="Stop", icon="stop", disabled=True, layout=auto)
-        self.new_button = w.Button(description="New conversation", icon="refresh", layout=auto)
+        self.generate_button = w.Button(
+            description="Generate", button_style="primary", icon="play", tooltip="Send the prompt", layout=auto
+        )
+        self.stop_button = w.Button(
+            description="Stop", icon="stop", disabled=True, tooltip="Stop the answer, keep what came", layout=auto
+        )
+        self.new_button = w.Button(
+            description="New conversation", icon="refresh", tooltip="Forget this thread's turns", layout=auto
+        )
         #: The finished turns of this conversation (prompt and answer each).
         self.history = w.HTML()
         #: The turn being generated (or the last one, until the next Generate).
@@ -178,16 +219,19 @@ class GeneratePanel:
         self.generate_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.stop())
         self.new_button.on_click(lambda _: self.new_conversation())
+        # Keyboard order is the page order: model, prompt, Generate (what most turns need),
+        # then the options a person changes less often.
         self.widget = _PanelBox(
             [
-                w.HBox([self.model, self.thread]),
+                self.model,
                 self.prompt,
-                w.HBox([self.system, self.temperature]),
-                w.HBox([self.num_predict, self.json_output]),
                 w.HBox([self.generate_button, self.stop_button, self.new_button]),
+                w.HBox([self.thread, self.system]),
+                w.HBox([self.temperature, self.num_predict, self.json_output]),
                 self.history,
                 self.output,
                 self.status,
+                self.announcer,
             ],
             layout=w.Layout(width="100%"),
         )
@@ -207,8 +251,25 @@ class GeneratePanel:
             return []
 
     def _say(self, message: str, *, error: bool = False) -> None:
-        style = _ERROR_STYLE if error else "color:var(--jp-ui-font-color2, #777)"
-        self.status.value = f'<div style="{style}">{html.escape(message)}</div>' if message else ""
+        """The status line: a polite live region, so a screen reader announces it once per
+        change ("Generating…", "Answer complete", a failure) and never token by token;
+        the answer itself is not live (it would be read again at every update)."""
+        style = _ERROR_STYLE if error else _QUIET_STYLE
+        role = "alert" if error else "status"
+        self.status.value = (
+            f'<div class="ollama-panel-status" role="{role}" aria-live="{"assertive" if error else "polite"}" '
+            f'aria-atomic="true" style="{style}">{html.escape(message)}</div>'
+            if message
+            else ""
+        )
+
+    def _announce(self, message: str) -> None:
+        """Tell a screen reader once how an answer ended (politely, after the last token),
+        in a line only assistive technology reads: the turn's footer already shows it."""
+        self.announcer.value = (
+            f'<div class="ollama-panel-announce" role="status" aria-live="polite" aria-atomic="true" '
+            f'style="{_SCREEN_READER_ONLY}">{html.escape(message)}</div>'
+        )
 
     def _show(self, turn: Turn) -> None:
         self.output.value = turn.html()
@@ -233,6 +294,7 @@ class GeneratePanel:
                 self.history.value += last.html()  # the previous turn stays in view, above
             self._last_turn = None
             self._say("Generating…")
+            self.announcer.value = ""
             thread = self.thread.value.strip() or "default"
             args = (model, prompt, thread, self._cancel, self._conversation)
             self._worker = threading.Thread(target=self._run, args=args, daemon=True)
@@ -314,6 +376,7 @@ class GeneratePanel:
             if isinstance(exc, GenerationInterrupted):
                 turn.footer = STOPPED if text else STOPPED_EARLY
                 self._say("")
+                self._announce(turn.footer)
             else:
                 turn.footer, turn.error = FAILED, True
                 self._say(str(exc), error=True)
@@ -338,6 +401,7 @@ class GeneratePanel:
             ).html()
             turn.footer = " · ".join([footer_text(result), *result.notes])  # footer_text() leaves notes out
             self._say("")
+            self._announce(f"Answer complete. {turn.footer}")
         finally:
             with self._lock:
                 turn.in_conversation = conversation == self._conversation

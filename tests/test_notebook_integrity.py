@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -133,3 +134,20 @@ def test_out_after_an_interrupt_holds_the_partial_answer(ip: Any, fake: FakeOlla
     rr = ip.user_ns.pop("rr")
     assert rr.text.startswith("w0 w1 w2") and rr.complete is False
     assert rr.error == "Interrupted: the answer so far is kept; the conversation is unchanged."
+
+
+def test_every_example_takes_its_model_as_a_papermill_parameter() -> None:
+    """One cell tagged ``parameters`` sets ``model``; the next code cell applies it before any answer."""
+    import nbformat
+
+    examples = sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.ipynb"))
+    assert len(examples) >= 9
+    for path in examples:
+        cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+        tagged = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1, path.name
+        first = tagged[0]
+        assert re.search(r'^model = ""', cells[first].source, re.MULTILINE), path.name
+        assert not any("generate" in c.source for c in cells[:first]), path.name
+        after = cells[first + 1].source
+        assert 'os.environ["OLLAMA_MAGIC_MODEL"] = model' in after or "GeneratePanel(model=model)" in after, path.name

@@ -120,3 +120,30 @@ def test_ollama_ui_shares_threads_with_the_magic(nb: Any, fake: FakeOllama) -> N
     panel.start()
     panel.wait(10)
     assert fake.last["context"] == [7]
+
+
+def _controls(widget: Any) -> list[Any]:
+    """The panel's widgets in page order (the keyboard's Tab order)."""
+    children = getattr(widget, "children", None)
+    if children is None:
+        return [widget]
+    return [leaf for child in children for leaf in _controls(child)]
+
+
+def test_keyboard_order_names_and_a_polite_announcement_at_the_end(fake: FakeOllama) -> None:
+    panel = panel_for(fake, models=["tiny"], update_interval=0.0)
+    order = _controls(panel.widget)
+    assert order.index(panel.model) < order.index(panel.prompt) < order.index(panel.generate_button)
+    assert order.index(panel.generate_button) < min(order.index(panel.thread), order.index(panel.system))
+    # Every control has a name a screen reader reads (a label or the button's text).
+    for control in (panel.model, panel.prompt, panel.system, panel.temperature, panel.num_predict, panel.thread):
+        assert control.description
+    fake.stream(chunk("Hey"), chunk(" now"), final([1]))
+    panel.prompt.value = "Hi"
+    panel.start()
+    panel.wait(10)
+    assert 'aria-busy="false"' in panel.output.value  # the answer is whole: nothing pending
+    assert 'aria-live="off"' in panel.output.value  # not read again at every update
+    assert 'role="status" aria-live="polite"' in panel.announcer.value
+    assert "Answer complete." in panel.announcer.value
+    assert panel.status.value == ""  # nothing drawn twice: the announcement is for screen readers

@@ -131,11 +131,13 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             child.kill()
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    """A JupyterLab server on a free loopback port, with OLLAMA_HOST set for its kernels."""
-    _need_browser_tools()
-    base = tmp_path_factory.mktemp("jupyterlab")
+def start_jupyter(
+    base: Path, module: str, *args: str, what: str = "jupyter lab", env_extra: dict[str, str] | None = None
+) -> tuple[Lab, Any]:
+    """Start ``python -m module`` (JupyterLab, Notebook 7 or Voilà) on a free loopback port with a
+    token, every Jupyter and IPython folder under ``base``, OLLAMA_HOST set for its kernels.
+
+    Returns the server and a function that stops it (by its PID, kernels after it)."""
     root = base / "root"
     root.mkdir()
     dirs = {
@@ -165,24 +167,30 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         env["OLLAMA_HOST"] = host
     else:
         env.pop("OLLAMA_HOST", None)  # tests against the real server skip; the others name --host
+    env.update(env_extra or {})
 
     port = _free_port()
     token = secrets.token_hex(16)
-    log = base / "jupyterlab.log"
+    log = base / "server.log"
     command = [
         sys.executable,
         "-m",
-        "jupyterlab",
+        module,
+        *args,
         "--no-browser",
-        "--ip=127.0.0.1",
         f"--port={port}",
-        "--ServerApp.port_retries=0",
         f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        "--LabApp.news_url=None",  # never ask the internet for news or updates
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
+    if module == "voila":
+        command += ["--Voila.ip=127.0.0.1", "--Voila.port_retries=0"]
+    else:
+        command += ["--ip=127.0.0.1", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}"]
+    if module == "jupyterlab":
+        command += [
+            "--LabApp.news_url=None",  # never ask the internet for news or updates
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ]
+    if module != "voila" and hasattr(os, "geteuid") and os.geteuid() == 0:
         command.append("--allow-root")  # CI runs as root; Jupyter refuses root without it
     with log.open("wb") as out:
         process = subprocess.Popen(command, env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT)
@@ -191,19 +199,44 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         deadline = time.monotonic() + LAB_START_TIMEOUT
         while True:
             if process.poll() is not None:
-                pytest.fail(f"jupyter lab exited with {process.returncode}:\n{server.log_tail()}")
-            try:
-                answer = requests.get(f"{server.url}/api/status", params={"token": token}, timeout=2)
-                if answer.ok:
+                pytest.fail(f"{what} exited with {process.returncode}:\n{server.log_tail()}")
+            if module == "voila":  # any GET there runs the notebook: its log says when it listens
+                if f"127.0.0.1:{port}" in server.log_tail(20_000):
                     break
-            except requests.RequestException:
-                pass
+            else:
+                with contextlib.suppress(requests.RequestException):
+                    if requests.get(f"{server.url}/api/status", params={"token": token}, timeout=2).ok:
+                        break
             if time.monotonic() > deadline:
-                pytest.fail(f"jupyter lab did not answer within {LAB_START_TIMEOUT:.0f} s:\n{server.log_tail()}")
+                pytest.fail(f"{what} did not answer within {LAB_START_TIMEOUT:.0f} s:\n{server.log_tail()}")
             time.sleep(0.2)
+    except BaseException:
+        _stop(process)
+        raise
+    return server, lambda: _stop(process)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A JupyterLab server on a free loopback port, with OLLAMA_HOST set for its kernels."""
+    _need_browser_tools()
+    server, stop = start_jupyter(tmp_path_factory.mktemp("jupyterlab"), "jupyterlab")
+    try:
         yield server
     finally:
-        _stop(process)
+        stop()
+
+
+@pytest.fixture(scope="session")
+def notebook7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    """A Jupyter Notebook 7 server, as ``lab`` (its notebooks open at /notebooks/NAME)."""
+    _need_browser_tools()
+    pytest.importorskip("notebook", reason="the Notebook 7 tests need `pip install notebook`")
+    server, stop = start_jupyter(tmp_path_factory.mktemp("notebook7"), "notebook", what="jupyter notebook")
+    try:
+        yield server
+    finally:
+        stop()
 
 
 # -- Chromium ---------------------------------------------------------------------------
