@@ -95,6 +95,25 @@ def answers(outputs: list[Any]) -> list[tuple[str, str]]:
     return found
 
 
+_EVALUATION = re.compile(
+    r'<table class="ollama-magic-eval-summary"><thead>(?P<head>.*?)</thead><tbody>(?P<rows>.*?)</tbody>', re.S
+)
+
+
+def evaluated(outputs: list[Any]) -> list[dict[str, str]]:
+    """The rows of the summary table an evaluation (``--each`` with several ``-m``) ends
+    with: one per model (or prompt variant), by column title ("model", "answered", "failed"...)."""
+    found: list[dict[str, str]] = []
+    for output in outputs:
+        page = str(output.get("data", {}).get("text/html", "")) if output.output_type == "display_data" else ""
+        for table in _EVALUATION.finditer(page):
+            titles = [_text(t) for t in re.findall(r"<th[^>]*>(.*?)</th>", table["head"], re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", table["rows"], re.S):
+                cells = [_text(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+                found.append(dict(zip(titles, cells, strict=False)))
+    return found
+
+
 def batch_failures(outputs: list[Any]) -> list[str]:
     """What the final batch table of a cell says failed ("2 × the answer does not match ...")."""
     pages = [str(o.get("data", {}).get("text/html", "")) for o in outputs if o.output_type == "display_data"]
@@ -110,6 +129,12 @@ def is_test_model(model: str) -> bool:
 def problems(nb: Any, model: str) -> list[str]:
     """What a reader of the executed notebook would see go wrong, one line each."""
     found = []
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    # Models the notebook shows answering (comparisons, evaluations): where a test model is one
+    # of them, its "Hey now!" may also appear in a table printed from the results.
+    answering = {who or model for c in code for who, _ in answers(c.outputs)}
+    answering |= {row.get("model", "") for c in code for row in evaluated(c.outputs)}
+    test_model_shown = any(is_test_model(who) for who in answering if who)
     for number, cell in enumerate(c for c in nb.cells if c.cell_type == "code"):
         first = cell.source.strip().splitlines()[0] if cell.source.strip() else ""
         where = f"code cell {number + 1} ({first[:60]!r})"
@@ -122,7 +147,8 @@ def problems(nb: Any, model: str) -> list[str]:
         if "Traceback" in text:
             found.append(f"{where}: shows a traceback")
         shown = answers(cell.outputs)
-        if not shown and not is_test_model(model) and "Hey now!" in text:
+        scored = evaluated(cell.outputs)
+        if not shown and not scored and not is_test_model(model) and not test_model_shown and "Hey now!" in text:
             found.append(f"{where}: shows the test model's 'Hey now!' while the model is {model}")
         shown = [(who or model, answer) for who, answer in shown]
         for who, answer in shown:
@@ -134,14 +160,17 @@ def problems(nb: Any, model: str) -> list[str]:
         if "may-break-schema" not in cell.metadata.get("tags", []):
             found += [f"{where}: {marker!r}" for marker in SCHEMA_FAILURES if marker in text]
             found += [f"{where}: items {failure}" for failure in batch_failures(cell.outputs)]
+            found += [
+                f"{where}: {row.get('model')} failed {row['failed']} of its rows"
+                for row in scored
+                if row.get("failed", "0") not in ("0", "")
+            ]
         refused = errors or any(o.output_type == "stream" and o.name == "stderr" for o in cell.outputs)
-        if cell.source.lstrip().startswith(("%%generate", "%generate")) and not shown and not refused:
+        if cell.source.lstrip().startswith(("%%generate", "%generate")) and not shown and not scored and not refused:
             found.append(f"{where}: no answer with its footer")
     if (
         not is_test_model(model)
-        and not any(
-            not is_test_model(who or model) for c in nb.cells if c.cell_type == "code" for who, _ in answers(c.outputs)
-        )
+        and not any(not is_test_model(who) for who in answering if who)
         and any(
             c.source.lstrip().startswith(("%%generate", "%generate"))
             for c in nb.cells

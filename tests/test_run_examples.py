@@ -114,3 +114,21 @@ def test_a_batch_table_counts_as_the_notebooks_models_answers() -> None:
 def test_a_batch_with_failed_items_fails() -> None:
     found = problems(cell("%%generate --each df --format s\n{x}", batch_table("positive", failed=1)))
     assert any("items 1 failed (1 × the answer does not match the schema)" in f for f in found), found
+
+
+def test_an_evaluation_counts_its_models_and_their_failures() -> None:
+    page = (
+        '<table class="ollama-magic-eval-summary"><thead><tr><th>model</th><th>answered</th><th>failed</th>'
+        "</tr></thead><tbody><tr><td>smollm2</td><td>12</td><td>0</td></tr><tr><td>tiny</td><td>12</td>"
+        "<td>{failed}</td></tr></tbody></table>"
+    )
+    grid = new_output("display_data", data={"text/html": page.format(failed=0), "text/plain": "Hey now!"})
+    table = new_output("execute_result", data={"text/plain": "row  smollm2  tiny\n0  positive  Hey now!"})
+    # tiny's "Hey now!" beside a real model, and in a table printed from the results: fine
+    assert (
+        problems(cell("%%generate --each df -m models --expect label\n{x}", grid), cell("ev.disagreements()", table))
+        == []
+    )
+    broken = new_output("display_data", data={"text/html": page.format(failed=3)})
+    found = problems(cell("%%generate --each df -m models --expect label\n{x}", broken))
+    assert found == ["code cell 1 ('%%generate --each df -m models --expect label'): tiny failed 3 of its rows"]
