@@ -9,7 +9,7 @@ What a person sees in JupyterLab is tested here, in the page itself.  Needs:
 
 Anything missing skips the tests with the reason, so ``pytest`` still passes on a laptop.
 
-JupyterLab runs from this interpreter (``python -m jupyterlab``) on a free loopback port
+JupyterLab (tests/browser/jupyter_server.py) runs from this interpreter (``python -m jupyterlab``) on a free loopback port
 with a token, in a temporary root folder, with its config, data, runtime, settings,
 workspace and IPython folders all temporary too (nothing from ``~`` leaks in).  Its
 environment carries ``OLLAMA_HOST`` so kernels reach the real server.  It is stopped by
@@ -20,20 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
+from .jupyter_server import Lab, LabError, running_lab
 from .jupyterlab_page import SHOTS
 
 CHROMIUM = os.environ.get("OLLAMA_BROWSER_CHROMIUM", "/usr/bin/chromium")
@@ -47,7 +39,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-LAB_START_TIMEOUT = 60.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -60,12 +51,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.browser)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _need_browser_tools() -> None:
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         pytest.skip(f"no Chromium at {CHROMIUM}: run scripts/browser-deps (apt-get install chromium)")
@@ -76,134 +61,17 @@ def _need_browser_tools() -> None:
 # -- JupyterLab -------------------------------------------------------------------------
 
 
-@dataclass
-class Lab:
-    """A running JupyterLab server: where it is and how to open a notebook in it."""
-
-    url: str
-    token: str
-    root: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def notebook_url(self, name: str) -> str:
-        # ``reset`` starts from an empty workspace, so notebooks of earlier tests do not reopen.
-        return f"{self.url}/lab/tree/{name}?reset&token={self.token}"
-
-    def shutdown_kernels(self) -> None:
-        """End the kernels of all sessions (a test's notebook), through the server's REST API."""
-        headers = {"Authorization": f"token {self.token}"}
-        with contextlib.suppress(requests.RequestException, ValueError):
-            for session in requests.get(f"{self.url}/api/sessions", headers=headers, timeout=10).json():
-                requests.delete(f"{self.url}/api/sessions/{session['id']}", headers=headers, timeout=30)
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-
-def _children(pid: int) -> list[Any]:
-    try:
-        import psutil
-
-        return psutil.Process(pid).children(recursive=True)
-    except Exception:  # psutil missing, or the process is gone
-        return []
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server we started (SIGTERM, then SIGKILL), then any of its kernels still alive."""
-    children = _children(process.pid)
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    for child in children:  # psutil.Process checks the PID was not reused before signalling
-        with contextlib.suppress(Exception):
-            child.terminate()
-            child.wait(timeout=5)
-        with contextlib.suppress(Exception):
-            child.kill()
-
-
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     """A JupyterLab server on a free loopback port, with OLLAMA_HOST set for its kernels."""
     _need_browser_tools()
-    base = tmp_path_factory.mktemp("jupyterlab")
-    root = base / "root"
-    root.mkdir()
-    dirs = {
-        name: base / name for name in ("config", "data", "runtime", "settings", "workspaces", "ipython", "home-cache")
-    }
-    for path in dirs.values():
-        path.mkdir()
-    # No "get notified about official Jupyter news?" toast over the notebook, no update check.
-    notification = dirs["settings"] / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    notification.parent.mkdir(parents=True)
-    notification.write_text('{"fetchNews": "false", "checkForUpdates": false}')
-    env = dict(os.environ)
-    env.update(
-        JUPYTER_CONFIG_DIR=str(dirs["config"]),
-        JUPYTER_DATA_DIR=str(dirs["data"]),
-        JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
-        JUPYTERLAB_SETTINGS_DIR=str(dirs["settings"]),
-        JUPYTERLAB_WORKSPACES_DIR=str(dirs["workspaces"]),
-        IPYTHONDIR=str(dirs["ipython"]),
-        XDG_CACHE_HOME=str(dirs["home-cache"]),
-        JUPYTER_PLATFORM_DIRS="1",
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("JUPYTER_CONFIG_PATH", None)
     host = os.environ.get("OLLAMA_E2E_HOST", "").removeprefix("OLLAMA_HOST=")
-    if host:
-        env["OLLAMA_HOST"] = host
-    else:
-        env.pop("OLLAMA_HOST", None)  # tests against the real server skip; the others name --host
-
-    port = _free_port()
-    token = secrets.token_hex(16)
-    log = base / "jupyterlab.log"
-    command = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--no-browser",
-        "--ip=127.0.0.1",
-        f"--port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={token}",
-        f"--ServerApp.root_dir={root}",
-        "--LabApp.news_url=None",  # never ask the internet for news or updates
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-    ]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.append("--allow-root")  # CI runs as root; Jupyter refuses root without it
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT)
-    server = Lab(url=f"http://127.0.0.1:{port}", token=token, root=root, process=process, log=log)
     try:
-        deadline = time.monotonic() + LAB_START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"jupyter lab exited with {process.returncode}:\n{server.log_tail()}")
-            try:
-                answer = requests.get(f"{server.url}/api/status", params={"token": token}, timeout=2)
-                if answer.ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"jupyter lab did not answer within {LAB_START_TIMEOUT:.0f} s:\n{server.log_tail()}")
-            time.sleep(0.2)
-        yield server
-    finally:
-        _stop(process)
+        # Without a host, tests against the real server skip; the others name --host.
+        with running_lab(tmp_path_factory.mktemp("jupyterlab"), host or None) as server:
+            yield server
+    except LabError as exc:
+        pytest.fail(str(exc))
 
 
 # -- Chromium ---------------------------------------------------------------------------
