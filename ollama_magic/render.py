@@ -12,6 +12,13 @@ data anywhere by being shown.  In a terminal, escape sequences are removed
 Re-rendering the whole answer at every token is quadratic, so updates are throttled:
 at most one per ``interval`` seconds, and never more often than every four times the
 previous render took, which keeps the cost of display linear in the answer's length.
+On top of that, a display budget (:attr:`NotebookView.budget`): updates are spaced so
+that rendering and sending them takes at most that share of one CPU.  On a machine of
+one CPU (Binder) the model, the kernel and the Jupyter server share it, and every
+millisecond spent re-showing the answer is taken from the model: measured with smollm2
+(benchmarks/real_model_cost.py), the kernel and the Jupyter server each spent a few
+milliseconds of CPU per update, several percent of the model's speed without a budget.
+The final state is always shown, whatever the budget.
 """
 
 from __future__ import annotations
@@ -448,6 +455,12 @@ class NotebookView(View):
 
     wait_delay = 0.25
     wait_every = 1.0
+    #: The share of one CPU that live updates may take: after an update that took ``t``
+    #: seconds to render and send, the next waits at least ``t / budget``.  The Jupyter
+    #: server spends about as much again relaying each update, and the browser renders it
+    #: on its own CPU, so 0.005 keeps kernel and server together near 1%.  None: no budget
+    #: (only ``interval`` and four times the render time), as before it existed.
+    budget: float | None = 0.005
 
     def __init__(
         self,
@@ -524,7 +537,7 @@ class NotebookView(View):
                 )
             )
             spent = self._clock() - now
-            self._next = now + max(self.interval, 4 * spent)
+            self._next = now + max(self.interval, 4 * spent, spent / self.budget if self.budget else 0.0)
 
     def notice(self, text: str) -> None:
         self._notice = text

@@ -9,8 +9,9 @@ What a person sees in JupyterLab is tested here, in the page itself.  Needs:
 
 Anything missing skips the tests with the reason, so ``pytest`` still passes on a laptop.
 
-JupyterLab (tests/browser/jupyter_server.py) runs from this interpreter (``python -m jupyterlab``) on a free loopback port
-with a token, in a temporary root folder, with its config, data, runtime, settings,
+JupyterLab (tests/browser/jupyter_server.py) runs from this interpreter (``python -m
+jupyterlab``) on a free loopback port with a token, in a temporary root folder, with its
+config, data, runtime, settings,
 workspace and IPython folders all temporary too (nothing from ``~`` leaks in).  Its
 environment carries ``OLLAMA_HOST`` so kernels reach the real server.  It is stopped by
 its PID at the end, and so are the kernels it started, should any outlive it.
@@ -26,19 +27,7 @@ from typing import Any
 import pytest
 
 from .jupyter_server import Lab, LabError, running_lab
-from .jupyterlab_page import SHOTS
-
-CHROMIUM = os.environ.get("OLLAMA_BROWSER_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from .jupyterlab_page import CHROMIUM, CHROMIUM_ARGS, SHOTS
 
 
 def pytest_configure(config: pytest.Config) -> None:
