@@ -16,8 +16,8 @@ On top of that, a display budget (:attr:`NotebookView.budget`): updates are spac
 that rendering and sending them takes at most that share of one CPU.  On a machine of
 one CPU (Binder) the model, the kernel and the Jupyter server share it, and every
 millisecond spent re-showing the answer is taken from the model: measured with smollm2
-(benchmarks/real_model_cost.py), the kernel and the Jupyter server each spent a few
-milliseconds of CPU per update, several percent of the model's speed without a budget.
+(benchmarks/real_model_cost.py), the kernel spent 6-22 ms of CPU per update of a long
+answer and the Jupyter server under 1 ms: 5-8% of the core without a budget.
 The final state is always shown, whatever the budget.
 """
 
@@ -458,9 +458,10 @@ class NotebookView(View):
     #: The share of one CPU that live updates may take over the stream: once the CPU
     #: time spent rendering and sending updates (after the first) exceeds ``budget_allowance`` plus
     #: ``budget`` times the seconds since the first update, the next one waits until it no
-    #: longer does.  The Jupyter server spends about half as much again relaying each
-    #: update (measured), and the browser renders it on its own CPU, so 0.005 keeps kernel
-    #: and server near 1%.  The allowance lets the first updates of any answer come at
+    #: longer does.  The kernel's other costs of streaming (its sending thread, the
+    #: per-token work) and the Jupyter server's relaying about double it (measured), and
+    #: the browser renders on its own CPU, so 0.005 keeps kernel and server near 1%.
+    #: The allowance lets the first updates of any answer come at
     #: ``interval``, so even a fast, short answer is seen growing.  None: no budget (only
     #: ``interval`` and four times the render time), as before it existed.
     budget: float | None = 0.005
