@@ -141,6 +141,66 @@ def test_view_backs_off_when_rendering_is_slow() -> None:
     assert view._next >= 0.4  # waits 4x the render time, not just the interval
 
 
+def _burn_cpu(seconds: float) -> None:
+    """Spend ``seconds`` of this thread's CPU time (what the display budget counts)."""
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+class CostlyHandle(Handle):
+    """A display handle whose updates cost ``seconds`` of CPU each."""
+
+    def __init__(self, log: list[Answer], seconds: float) -> None:
+        super().__init__(log)
+        self.seconds = seconds
+
+    def update(self, obj: Answer) -> None:
+        _burn_cpu(self.seconds)
+        super().update(obj)
+
+
+def test_display_budget_spaces_updates_by_their_cpu_cost() -> None:
+    """Display updates that cost 30 ms of CPU each: the first (which makes the output) is
+    free, then after the allowance (20 ms) the next waits until they average 0.5% of a CPU
+    (2 s after the first), so on one shared CPU the model keeps its speed; the whole answer
+    is still shown at the end."""
+    clock = FakeClock()
+    shown: list[Answer] = []
+
+    def costly_display(obj: Answer, display_id: bool) -> Handle:
+        shown.append(obj)
+        return CostlyHandle(shown, 0.03)
+
+    view = NotebookView(costly_display, interval=0.05, clock=clock)
+    assert view.budget == 0.005
+    view.attempt(1, 1)
+    for _ in range(900):  # 900 chunks over 0.9 s of the view's clock: two updates only
+        view.chunk("x", "")
+        clock.now += 0.001
+    assert len(shown) == 2
+    assert view._next >= 1.9
+    view.finish(GenerationResult("x" * 900, "m", done_reason="stop"), "m · 900 tokens")
+    assert shown[-1].text == "x" * 900 and shown[-1].footer == "m · 900 tokens"
+
+
+def test_without_a_display_budget_updates_follow_the_interval() -> None:
+    clock = FakeClock()
+    shown: list[Answer] = []
+
+    def costly_display(obj: Answer, display_id: bool) -> Handle:
+        shown.append(obj)
+        return CostlyHandle(shown, 0.03)
+
+    view = NotebookView(costly_display, interval=0.05, clock=clock)
+    view.budget = None
+    view.attempt(1, 1)
+    for _ in range(300):
+        view.chunk("x", "")
+        clock.now += 0.001
+    assert len(shown) >= 5  # one per 50 ms of the view's clock
+
+
 def test_answer_plain_for_structured_data() -> None:
     answer = Answer('{"a":1}', data={"a": 1}, has_data=True)
     bundle = answer._repr_mimebundle_()

@@ -9,45 +9,26 @@ What a person sees in JupyterLab is tested here, in the page itself.  Needs:
 
 Anything missing skips the tests with the reason, so ``pytest`` still passes on a laptop.
 
-JupyterLab runs from this interpreter (``python -m jupyterlab``) on a free loopback port
-with a token, in a temporary root folder, with its config, data, runtime, settings,
-workspace and IPython folders all temporary too (nothing from ``~`` leaks in).  Its
-environment carries ``OLLAMA_HOST`` so kernels reach the real server.  It is stopped by
-its PID at the end, and so are the kernels it started, should any outlive it.
+JupyterLab, Notebook 7 and Voilà are started by tests/browser/jupyter_server.py from this
+interpreter, on a free loopback port with a token, with every Jupyter and IPython folder
+temporary (nothing from ``~`` leaks in); their environment carries ``OLLAMA_HOST`` so
+kernels reach the real server.  Each is stopped by its PID at the end, and so are the
+kernels it started, should any outlive it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from .jupyterlab_page import SHOTS
-
-CHROMIUM = os.environ.get("OLLAMA_BROWSER_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-LAB_START_TIMEOUT = 60.0
+from . import jupyter_server
+from .jupyter_server import Lab, LabError
+from .jupyterlab_page import CHROMIUM, CHROMIUM_ARGS, SHOTS
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -60,12 +41,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.browser)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _need_browser_tools() -> None:
     if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
         pytest.skip(f"no Chromium at {CHROMIUM}: run scripts/browser-deps (apt-get install chromium)")
@@ -76,144 +51,15 @@ def _need_browser_tools() -> None:
 # -- JupyterLab -------------------------------------------------------------------------
 
 
-@dataclass
-class Lab:
-    """A running JupyterLab server: where it is and how to open a notebook in it."""
-
-    url: str
-    token: str
-    root: Path
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def notebook_url(self, name: str) -> str:
-        # ``reset`` starts from an empty workspace, so notebooks of earlier tests do not reopen.
-        return f"{self.url}/lab/tree/{name}?reset&token={self.token}"
-
-    def shutdown_kernels(self) -> None:
-        """End the kernels of all sessions (a test's notebook), through the server's REST API."""
-        headers = {"Authorization": f"token {self.token}"}
-        with contextlib.suppress(requests.RequestException, ValueError):
-            for session in requests.get(f"{self.url}/api/sessions", headers=headers, timeout=10).json():
-                requests.delete(f"{self.url}/api/sessions/{session['id']}", headers=headers, timeout=30)
-
-    def log_tail(self, chars: int = 4000) -> str:
-        try:
-            return self.log.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
-
-
-def _children(pid: int) -> list[Any]:
+def start_jupyter(base: Path, module: str, *args: str, **kwargs: Any) -> tuple[Lab, Callable[[], None]]:
+    """jupyter_server.start_jupyter for a test: OLLAMA_HOST from OLLAMA_E2E_HOST unless given
+    (without one, tests against the real server skip; the others name --host), and a server
+    that does not come up is the test's failure, with the end of its log."""
+    kwargs.setdefault("ollama_host", os.environ.get("OLLAMA_E2E_HOST", "").removeprefix("OLLAMA_HOST=") or None)
     try:
-        import psutil
-
-        return psutil.Process(pid).children(recursive=True)
-    except Exception:  # psutil missing, or the process is gone
-        return []
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop the server we started (SIGTERM, then SIGKILL), then any of its kernels still alive."""
-    children = _children(process.pid)
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
-    for child in children:  # psutil.Process checks the PID was not reused before signalling
-        with contextlib.suppress(Exception):
-            child.terminate()
-            child.wait(timeout=5)
-        with contextlib.suppress(Exception):
-            child.kill()
-
-
-def start_jupyter(
-    base: Path, module: str, *args: str, what: str = "jupyter lab", env_extra: dict[str, str] | None = None
-) -> tuple[Lab, Any]:
-    """Start ``python -m module`` (JupyterLab, Notebook 7 or Voilà) on a free loopback port with a
-    token, every Jupyter and IPython folder under ``base``, OLLAMA_HOST set for its kernels.
-
-    Returns the server and a function that stops it (by its PID, kernels after it)."""
-    root = base / "root"
-    root.mkdir()
-    dirs = {
-        name: base / name for name in ("config", "data", "runtime", "settings", "workspaces", "ipython", "home-cache")
-    }
-    for path in dirs.values():
-        path.mkdir()
-    # No "get notified about official Jupyter news?" toast over the notebook, no update check.
-    notification = dirs["settings"] / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-    notification.parent.mkdir(parents=True)
-    notification.write_text('{"fetchNews": "false", "checkForUpdates": false}')
-    env = dict(os.environ)
-    env.update(
-        JUPYTER_CONFIG_DIR=str(dirs["config"]),
-        JUPYTER_DATA_DIR=str(dirs["data"]),
-        JUPYTER_RUNTIME_DIR=str(dirs["runtime"]),
-        JUPYTERLAB_SETTINGS_DIR=str(dirs["settings"]),
-        JUPYTERLAB_WORKSPACES_DIR=str(dirs["workspaces"]),
-        IPYTHONDIR=str(dirs["ipython"]),
-        XDG_CACHE_HOME=str(dirs["home-cache"]),
-        JUPYTER_PLATFORM_DIRS="1",
-        PYTHONUNBUFFERED="1",
-    )
-    env.pop("JUPYTER_CONFIG_PATH", None)
-    host = os.environ.get("OLLAMA_E2E_HOST", "").removeprefix("OLLAMA_HOST=")
-    if host:
-        env["OLLAMA_HOST"] = host
-    else:
-        env.pop("OLLAMA_HOST", None)  # tests against the real server skip; the others name --host
-    env.update(env_extra or {})
-
-    port = _free_port()
-    token = secrets.token_hex(16)
-    log = base / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        module,
-        *args,
-        "--no-browser",
-        f"--port={port}",
-        f"--IdentityProvider.token={token}",
-    ]
-    if module == "voila":
-        command += ["--Voila.ip=127.0.0.1", "--Voila.port_retries=0"]
-    else:
-        command += ["--ip=127.0.0.1", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}"]
-    if module == "jupyterlab":
-        command += [
-            "--LabApp.news_url=None",  # never ask the internet for news or updates
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        ]
-    if module != "voila" and hasattr(os, "geteuid") and os.geteuid() == 0:
-        command.append("--allow-root")  # CI runs as root; Jupyter refuses root without it
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT)
-    server = Lab(url=f"http://127.0.0.1:{port}", token=token, root=root, process=process, log=log)
-    try:
-        deadline = time.monotonic() + LAB_START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"{what} exited with {process.returncode}:\n{server.log_tail()}")
-            if module == "voila":  # any GET there runs the notebook: its log says when it listens
-                if f"127.0.0.1:{port}" in server.log_tail(20_000):
-                    break
-            else:
-                with contextlib.suppress(requests.RequestException):
-                    if requests.get(f"{server.url}/api/status", params={"token": token}, timeout=2).ok:
-                        break
-            if time.monotonic() > deadline:
-                pytest.fail(f"{what} did not answer within {LAB_START_TIMEOUT:.0f} s:\n{server.log_tail()}")
-            time.sleep(0.2)
-    except BaseException:
-        _stop(process)
-        raise
-    return server, lambda: _stop(process)
+        return jupyter_server.start_jupyter(base, module, *args, **kwargs)
+    except LabError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="session")

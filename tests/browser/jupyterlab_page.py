@@ -19,6 +19,19 @@ import nbformat
 
 SHOTS = Path(os.environ.get("OLLAMA_BROWSER_SHOTS", "/tmp/browser-shots"))
 
+#: Debian's Chromium (never a browser Playwright downloads), and how it is launched.
+CHROMIUM = os.environ.get("OLLAMA_BROWSER_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 CELLS = f"{PANEL} .jp-Notebook .jp-Cell"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
