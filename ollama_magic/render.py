@@ -465,12 +465,13 @@ class NotebookView(View):
     #: ``budget`` times the seconds since the first update, the next one waits until it no
     #: longer does.  The kernel's other costs of streaming (its sending thread, the
     #: per-token work) and the Jupyter server's relaying about double it (measured), and
-    #: the browser renders on its own CPU: 0.005 left kernel and server at 0.6-1.1% of
-    #: the core; 0.003 keeps them at 0.45-0.8% (benchmarks/real_model_cost.py).
+    #: the browser renders on its own CPU: 0.005 leaves kernel and server at 0.6-1.1% of
+    #: the core (benchmarks/real_model_cost.py).  0.003 kept them at 0.45-0.8%, but then
+    #: a fast short answer (2,000 tokens in 0.8 s) was seen in JupyterLab only when whole.
     #: The allowance lets the first updates of any answer come at
     #: ``interval``, so even a fast, short answer is seen growing.  None: no budget (only
     #: ``interval`` and four times the render time), as before it existed.
-    budget: float | None = 0.003
+    budget: float | None = 0.005
     budget_allowance = 0.02
 
     def __init__(
