@@ -472,7 +472,7 @@ class NotebookView(View):
     #: ``interval``, so even a fast, short answer is seen growing.  None: no budget (only
     #: ``interval`` and four times the render time), as before it existed.
     budget: float | None = 0.005
-    budget_allowance = 0.02
+    budget_allowance = 0.25
 
     def __init__(
         self,
