@@ -50,7 +50,7 @@ from run import table  # noqa: E402
 
 import ollama_magic  # noqa: E402
 from ollama_magic import generate_many  # noqa: E402
-from ollama_magic.batch_view import NotebookProgress  # noqa: E402
+from ollama_magic.batch.view import NotebookProgress  # noqa: E402
 
 
 class Server:

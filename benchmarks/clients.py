@@ -165,7 +165,7 @@ class MagicShell:
         self.magics._view = view
 
     def _instrument(self, view: Any) -> None:
-        from ollama_magic.render import NotebookView
+        from ollama_magic.display.render import NotebookView
 
         if not isinstance(view, NotebookView):
             raise RuntimeError(f"the magic chose {type(view).__name__}, not NotebookView")

@@ -3,7 +3,7 @@
 Every thread keeps its turns as text (conversation.py) beside the ``context`` token ids, so
 that it can continue through ``/api/chat``.  This script commits N turns of typical size
 (a 200-character prompt, a 1,000-character answer; a re-run notebook cell per turn, as in
-class) into a real :class:`~ollama_magic.conversation.ConversationStore` and prints, from
+class) into a real :class:`~ollama_magic.engine.conversation.ConversationStore` and prints, from
 ``tracemalloc``:
 
 * the text itself (UTF-8 bytes of prompts and answers): the baseline;
@@ -34,8 +34,8 @@ HERE = Path(__file__).resolve().parent
 if importlib.util.find_spec("ollama_magic") is None:  # not installed: use this checkout
     sys.path.insert(0, str(HERE.parent))
 
-from ollama_magic.conversation import ConversationStore, messages_of  # noqa: E402
-from ollama_magic.result import GenerationResult, Stats  # noqa: E402
+from ollama_magic.engine.conversation import ConversationStore, messages_of  # noqa: E402
+from ollama_magic.engine.result import GenerationResult, Stats  # noqa: E402
 
 PROMPT_CHARS = 200
 ANSWER_CHARS = 1000

@@ -32,8 +32,8 @@ from run import table
 
 import ollama_magic
 from ollama_magic import generate_many
-from ollama_magic.evaluation import evaluate
-from ollama_magic.evaluation_view import NotebookEvaluation
+from ollama_magic.evaluation.model import evaluate
+from ollama_magic.evaluation.view import NotebookEvaluation
 
 MODELS = ["bench", "bench-b"]
 

@@ -38,7 +38,9 @@ def load(name: str, root: Path) -> tuple[ModuleType, ModuleType]:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     spec.loader.exec_module(module)
-    return importlib.import_module(f"{name}.client"), importlib.import_module(f"{name}.generation")
+    # The engine moved into ``engine/`` (issue 21); a baseline checkout may be older.
+    engine = f"{name}.engine" if (package / "engine").is_dir() else name
+    return importlib.import_module(f"{engine}.client"), importlib.import_module(f"{engine}.generation")
 
 
 def lines() -> list[bytes]:

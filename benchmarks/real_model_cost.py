@@ -174,7 +174,7 @@ SETUP = """\
 %load_ext ollama_magic
 import json, os, time
 import requests
-from ollama_magic.render import NotebookView
+from ollama_magic.display.render import NotebookView
 
 HOST, SERVER_PID, RESULTS = {host!r}, {server_pid}, {results!r}
 PROMPT, NUM_THREAD, NUM_CTX = {prompt!r}, {num_thread!r}, {num_ctx}

@@ -226,7 +226,7 @@ def bench_throughput(b: Bench, sizes: Sequence[int], reps: int) -> None:
     )
 
     # The magic has to turn the whole answer into HTML at least once: that alone caps it.
-    from ollama_magic.render import markdown_to_html
+    from ollama_magic.display.render import markdown_to_html
 
     n = sizes[-1]
     text = "".join(stream_server._token(i) for i in range(n))
@@ -513,8 +513,8 @@ def bench_load_ext(b: Bench, reps: int) -> None:
     load = min(r["load_ext"] for r in runs)
     b.target("%load_ext ollama_magic beyond IPython's start", "< 150 ms", ms(load), load < 0.150)
 
-    # What those milliseconds are: import ollama_magic.magics after IPython is up.
-    entries = _importtime("import IPython.core.interactiveshell, IPython.display; import ollama_magic.magics")
+    # What those milliseconds are: import ollama_magic.notebook.magics after IPython is up.
+    entries = _importtime("import IPython.core.interactiveshell, IPython.display; import ollama_magic.notebook.magics")
     # the entries after the last top-level import that came before ollama_magic's
     top = [i for i, e in enumerate(entries) if not e[2].startswith(" ")]
     mine = [i for i in top if entries[i][2].startswith("ollama_magic")]
@@ -523,7 +523,7 @@ def bench_load_ext(b: Bench, reps: int) -> None:
     total = sum(e[0] for e in subtree)
     rows = [[ms(c / 1e6), ms(s / 1e6), f"`{n}`"] for s, c, n in sorted(subtree, key=lambda e: -e[1])[:14]]
     print(
-        f"\n`python -X importtime`: importing ollama_magic.magics once IPython is imported costs "
+        f"\n`python -X importtime`: importing ollama_magic.notebook.magics once IPython is imported costs "
         f"{ms(total / 1e6)} (sum of self times); the largest cumulative entries:\n"
     )
     print(table(["cumulative", "self", "module (indent = nesting)"], rows))
@@ -540,7 +540,7 @@ def bench_load_ext(b: Bench, reps: int) -> None:
 def bench_memory(b: Bench, answer_bytes: int) -> None:
     import tracemalloc
 
-    from ollama_magic.render import Answer, markdown_to_html
+    from ollama_magic.display.render import Answer, markdown_to_html
 
     assert b.shell is not None
     prompt = f"bytes={answer_bytes}"

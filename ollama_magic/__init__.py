@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import busy
-from .batch import BatchInterrupted, BatchResults, generate_many
-from .cache import CacheError, ResultCache
-from .client import OllamaClient
-from .comparison import ComparisonResult, compare
-from .errors import (
+from .batch.cache import CacheError, ResultCache
+from .batch.comparison import ComparisonResult, compare
+from .batch.runner import BatchInterrupted, BatchResults, generate_many
+from .display.logprobs import TokenProbabilities
+from .engine import busy
+from .engine.client import OllamaClient
+from .engine.errors import (
     GenerationInterrupted,
     InvalidRequestError,
     ModelNotFoundError,
@@ -25,10 +26,9 @@ from .errors import (
     OllamaTimeoutError,
     SchemaError,
 )
-from .evaluation import Evaluation, EvaluationInterrupted, evaluate
-from .generation import IgnoredFieldWarning, SchemaKeywordWarning, generate
-from .logprobs import TokenProbabilities
-from .result import GenerationResult, Stats
+from .engine.generation import IgnoredFieldWarning, SchemaKeywordWarning, generate
+from .engine.result import GenerationResult, Stats
+from .evaluation.model import Evaluation, EvaluationInterrupted, evaluate
 from .version import __version__
 
 __all__ = [
@@ -69,7 +69,7 @@ _loaded: dict[int, Any] = {}
 
 def load_ipython_extension(ipython: Any) -> None:
     """``%load_ext ollama_magic``: register the magics and the cell-id hook."""
-    from .magics import (
+    from .notebook.magics import (
         GenerateMagics,  # imported here: IPython-only code stays out of `import ollama_magic`
         keep_question_marks,
     )
@@ -85,7 +85,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 def unload_ipython_extension(ipython: Any) -> None:
     """``%unload_ext ollama_magic``: remove the event hook (IPython keeps magics registered)."""
-    from .magics import keep_question_marks
+    from .notebook.magics import keep_question_marks
 
     magics = _loaded.pop(id(ipython), None)
     if magics is not None:

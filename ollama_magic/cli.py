@@ -1,7 +1,7 @@
 """The command line: ``ollama-magic generate --prompt TEXT`` (also
 ``python -m ollama_magic.examples.generate_example``, the name users of the Ollama toolkit know).
 
-Built on :func:`~ollama_magic.generation.generate`, like the magics.  The answer goes to
+Built on :func:`~ollama_magic.engine.generation.generate`, like the magics.  The answer goes to
 stdout as it streams (so ``> answer.txt`` keeps only the answer) and the statistics line
 to stderr.  Every failure is one line on stderr and a non-zero exit status; Ctrl-C exits
 quietly with 130, as shells expect.  Model text is cleaned of terminal escape sequences
@@ -19,13 +19,13 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from .client import OllamaClient
-from .errors import GenerationInterrupted, ModelNotFoundError, OllamaMagicError, OllamaResponseError
-from .generation import generate
-from .render import footer_text
-from .request import MODEL_ENV, resolve_model
-from .result import GenerationResult
-from .terminal import TerminalText, one_line
+from .display.render import footer_text
+from .engine.client import OllamaClient
+from .engine.errors import GenerationInterrupted, ModelNotFoundError, OllamaMagicError, OllamaResponseError
+from .engine.generation import generate
+from .engine.request import MODEL_ENV, resolve_model
+from .engine.result import GenerationResult
+from .engine.terminal import TerminalText, one_line
 
 PROG = "ollama-magic generate"
 

@@ -149,7 +149,7 @@ def _collapse(response: Response) -> Response:
 @pytest.fixture(autouse=True)
 def _no_capabilities_remembered() -> Iterator[None]:
     """Every test's fake server starts unknown (they share one port, so one cache key)."""
-    from ollama_magic import capabilities
+    from ollama_magic.engine import capabilities
 
     capabilities.forget()
     yield
@@ -265,7 +265,7 @@ def real_host() -> str:
     host = os.environ.get("OLLAMA_E2E_HOST", "").removeprefix("OLLAMA_HOST=")
     if not host:
         pytest.skip("no real Ollama server: run `scripts/local-ollama start` and set OLLAMA_E2E_HOST=host:port")
-    from ollama_magic.host import parse_host
+    from ollama_magic.engine.host import parse_host
 
     url = parse_host(host)
     try:
@@ -287,7 +287,7 @@ def real_model(real_host: str) -> str:
     ``scripts/local-ollama start`` creates it, so a server without it was provisioned by an
     older script: the failure says what to do rather than skipping what CI must run.
     """
-    from ollama_magic.host import parse_host
+    from ollama_magic.engine.host import parse_host
 
     url = parse_host(real_host)
     names = {m["name"].split(":")[0] for m in requests.get(f"{url}/api/tags", timeout=10).json()["models"]}

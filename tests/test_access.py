@@ -15,10 +15,10 @@ from pytest_httpserver import HTTPServer
 from werkzeug.wrappers import Request, Response
 
 from ollama_magic import OllamaClient, OllamaConnectionError, OllamaResponseError, generate
-from ollama_magic.auth import api_key_allowed
 from ollama_magic.cli import main as cli_main
-from ollama_magic.host import HostError, parse
-from ollama_magic.widgets import GeneratePanel
+from ollama_magic.engine.auth import api_key_allowed
+from ollama_magic.engine.host import HostError, parse
+from ollama_magic.widgets.panel import GeneratePanel
 
 from .conftest import FakeOllama, notebook_like, run
 

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from ollama_magic import generate
-from ollama_magic.errors import InvalidRequestError
-from ollama_magic.request import image_kind
+from ollama_magic.engine.errors import InvalidRequestError
+from ollama_magic.engine.request import image_kind
 
 from .conftest import FakeOllama, run
 

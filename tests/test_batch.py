@@ -22,8 +22,8 @@ import pytest
 from werkzeug.wrappers import Request, Response
 
 from ollama_magic import BatchInterrupted, BatchResults, InvalidRequestError, generate_many
-from ollama_magic.batch import NOT_RUN, status
-from ollama_magic.cache import ResultCache, request_key
+from ollama_magic.batch.cache import ResultCache, request_key
+from ollama_magic.batch.runner import NOT_RUN, status
 
 from .conftest import run
 from .echo_server import EchoOllama, serve
@@ -87,7 +87,7 @@ def test_a_bad_item_fails_alone_and_bad_arguments_send_nothing(echo: EchoOllama,
 
 
 def test_busy_retries_pass_through_to_the_engine(echo: EchoOllama, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ollama_magic import busy
+    from ollama_magic.engine import busy
 
     monkeypatch.setattr(busy, "wait", lambda seconds, stop=None: False)  # a batch's waits can be stopped
     results = generate_many(["busy a", "b"], "tiny", host=echo.host, busy_retries=2, progress=False)

@@ -12,7 +12,7 @@ import pytest
 from IPython import get_ipython
 from IPython.testing.globalipapp import start_ipython
 
-from ollama_magic.batch import status
+from ollama_magic.batch.runner import status
 
 from .conftest import FakeOllama, notebook_like, run
 from .echo_server import EchoOllama, serve
@@ -207,7 +207,7 @@ def test_cache_file_is_json_free_of_images(tmp_path: Path) -> None:
     import sqlite3
 
     from ollama_magic import GenerationResult
-    from ollama_magic.cache import ResultCache
+    from ollama_magic.batch.cache import ResultCache
 
     result = GenerationResult(text="a cat", model="m", request={"model": "m", "prompt": "p", "images": ["QUJD"]})
     with ResultCache(tmp_path / "c.sqlite") as cache:

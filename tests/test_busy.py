@@ -1,6 +1,6 @@
 """A busy server (HTTP 503/429 before any text) is asked again, visibly, and then given up on.
 
-The waits are recorded instead of slept (``ollama_magic.busy.sleep`` is replaced), so
+The waits are recorded instead of slept (``ollama_magic.engine.busy.sleep`` is replaced), so
 these tests take no time; the e2e test in tests/e2e/test_busy_e2e.py shows a real Ollama
 with a full queue and a real wait.
 """
@@ -16,8 +16,8 @@ import pytest
 from werkzeug.wrappers import Response
 
 from ollama_magic import OllamaResponseError, busy, generate
-from ollama_magic.errors import OllamaBusyError
-from ollama_magic.widgets import GeneratePanel
+from ollama_magic.engine.errors import OllamaBusyError
+from ollama_magic.widgets.panel import GeneratePanel
 
 from .conftest import FakeOllama, chunk, final, run
 

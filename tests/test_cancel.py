@@ -17,7 +17,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug.wrappers import Response
 
 from ollama_magic import GenerationInterrupted, generate
-from ollama_magic.generation import _stream_one
+from ollama_magic.engine.generation import _stream_one
 
 from .conftest import FakeOllama, chunk, final
 

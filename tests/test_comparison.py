@@ -20,8 +20,8 @@ from werkzeug.wrappers import Request, Response
 
 import ollama_magic
 from ollama_magic import GenerationInterrupted, InvalidRequestError
-from ollama_magic.comparison import ComparisonResult, Event, compare
-from ollama_magic.result import GenerationResult, Stats
+from ollama_magic.batch.comparison import ComparisonResult, Event, compare
+from ollama_magic.engine.result import GenerationResult, Stats
 
 from .conftest import chunk, final, run
 

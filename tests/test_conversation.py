@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ollama_magic.conversation import ConversationStore
+from ollama_magic.engine.conversation import ConversationStore
 
 from .conftest import FakeOllama, chunk, run
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ollama_magic import InvalidRequestError, generate
-from ollama_magic.widgets import GeneratePanel
+from ollama_magic.widgets.panel import GeneratePanel
 
 from .conftest import FakeOllama, run
 

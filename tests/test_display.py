@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from ollama_magic.render import Answer, NotebookView, TerminalView
-from ollama_magic.result import GenerationResult, Stats
+from ollama_magic.display.render import Answer, NotebookView, TerminalView
+from ollama_magic.engine.result import GenerationResult, Stats
 
 from .conftest import FakeOllama, TerminalScreen, chunk, final, run
 

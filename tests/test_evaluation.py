@@ -27,8 +27,8 @@ from pytest_httpserver import HTTPServer
 from werkzeug.wrappers import Request, Response
 
 from ollama_magic import InvalidRequestError
-from ollama_magic.evaluation import Evaluation, EvaluationInterrupted, evaluate
-from ollama_magic.evaluation_view import NotebookEvaluation
+from ollama_magic.evaluation.model import Evaluation, EvaluationInterrupted, evaluate
+from ollama_magic.evaluation.view import NotebookEvaluation
 
 from .conftest import FINAL_STATS, notebook_like, run
 

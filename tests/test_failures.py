@@ -41,7 +41,7 @@ def test_unreachable_server_is_one_line_naming_the_setting_to_fix(
         if where == "OLLAMA_HOST":
             monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{port}")
         else:
-            monkeypatch.setattr("ollama_magic.host.DEFAULT_HOST", f"http://127.0.0.1:{port}")
+            monkeypatch.setattr("ollama_magic.engine.host.DEFAULT_HOST", f"http://127.0.0.1:{port}")
     seen = error_line(ip, capsys, f"%generate -m tiny {option} Hi")
     assert f"OllamaConnectionError: Could not reach Ollama at http://127.0.0.1:{port}" in seen
     assert "Traceback" not in seen and "`" not in seen  # plain text, not Markdown

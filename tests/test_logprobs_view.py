@@ -9,7 +9,7 @@ import math
 from html.parser import HTMLParser
 from typing import Any
 
-from ollama_magic.logprobs import TokenProbabilities
+from ollama_magic.display.logprobs import TokenProbabilities
 
 from .conftest import FakeOllama, chunk, final, run
 from .test_newest_fields import entry

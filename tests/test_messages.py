@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from ollama_magic import generate
-from ollama_magic.conversation import ConversationStore
+from ollama_magic.engine.conversation import ConversationStore
 
 from .conftest import FakeOllama, chunk, final, run
 from .echo_server import serve
@@ -352,7 +352,7 @@ def test_load_refuses_a_file_that_is_not_ours_in_one_line(ip: Any, fake: FakeOll
 
 
 def test_the_panel_continues_a_thread_without_context_from_its_messages(nb: Any, fake: FakeOllama) -> None:
-    from ollama_magic.widgets import GeneratePanel
+    from ollama_magic.widgets.panel import GeneratePanel
 
     no_context(fake, "Hello Ada.")
     run(nb, "%%generate -m tiny\nMy name is Ada.")
@@ -373,7 +373,7 @@ def test_the_panel_continues_a_thread_without_context_from_its_messages(nb: Any,
 
 
 def test_the_panel_follows_the_conversation_setting(fake: FakeOllama) -> None:
-    from ollama_magic.widgets import GeneratePanel
+    from ollama_magic.widgets.panel import GeneratePanel
 
     panel = GeneratePanel(host=fake.host, models=["tiny"], conversation="messages")
     panel.prompt.value = "Hi"

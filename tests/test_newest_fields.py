@@ -13,7 +13,7 @@ import pytest
 
 import ollama_magic
 from ollama_magic import InvalidRequestError
-from ollama_magic.generation import IgnoredFieldWarning
+from ollama_magic.engine.generation import IgnoredFieldWarning
 
 from .conftest import FakeOllama, chunk, final, run
 

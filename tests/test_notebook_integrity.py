@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ollama_magic.magics import keep_question_marks
+from ollama_magic.notebook.magics import keep_question_marks
 
 from .conftest import FakeOllama, chunk, final, run
 
@@ -118,7 +118,7 @@ def test_out_after_an_interrupt_holds_the_partial_answer(ip: Any, fake: FakeOlla
     fake.reply("First answer.")
     assert run(ip, "%generate -m tiny -o rr First").success
     fake.stream(*(chunk(f"w{i} ") for i in range(200)), final([9]), delay=0.01)
-    from ollama_magic import render
+    from ollama_magic.display import render
 
     calls = {"n": 0}
     original = render.TerminalView.chunk

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from ollama_magic.management import loaded_table, model_names, models_table, show_text
+from ollama_magic.server.management import loaded_table, model_names, models_table, show_text
 
 from .conftest import FakeOllama, chunk, final, run
 
@@ -62,7 +62,7 @@ def test_a_tags_answer_that_is_not_an_object_is_one_line(ip: Any, fake: FakeOlla
 
 
 def test_the_panel_lists_models_despite_null_names(fake: FakeOllama) -> None:
-    from ollama_magic.widgets import GeneratePanel
+    from ollama_magic.widgets.panel import GeneratePanel
 
     fake.server.expect_request("/api/tags").respond_with_json({"models": [{"name": None}, {"name": "tiny:latest"}]})
     panel = GeneratePanel(host=fake.host)
@@ -177,7 +177,7 @@ def test_stream_pieces_that_are_not_text_are_skipped(nb: Any, fake: FakeOllama) 
 def test_a_line_that_never_ends_stops_with_one_line_and_keeps_the_answer(
     nb: Any, fake: FakeOllama, capsys: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from ollama_magic import client
+    from ollama_magic.engine import client
 
     monkeypatch.setattr(client, "MAX_LINE_BYTES", 1024 * 1024)
     sent = []
@@ -215,7 +215,7 @@ def test_a_five_megabyte_line_is_still_read(ip: Any, fake: FakeOllama) -> None:
 
 def test_a_line_near_the_limit_arriving_in_small_pieces_is_read(fake: FakeOllama) -> None:
     from ollama_magic import generate
-    from ollama_magic.client import MAX_LINE_BYTES
+    from ollama_magic.engine.client import MAX_LINE_BYTES
 
     text = "x" * (MAX_LINE_BYTES - 1000)
     body = line(chunk(text))

@@ -164,8 +164,8 @@ def test_every_widget_the_package_draws_is_a_stock_ipywidget() -> None:
     """No custom frontend code: VS Code and Colab draw only ipywidgets' own widget models."""
     import ipywidgets as w
 
-    from ollama_magic.pull import NotebookPullView
-    from ollama_magic.widgets import GeneratePanel
+    from ollama_magic.server.pull import NotebookPullView
+    from ollama_magic.widgets.panel import GeneratePanel
 
     def tree(widget: Any) -> list[Any]:
         return [widget, *(x for child in getattr(widget, "children", ()) for x in tree(child))]

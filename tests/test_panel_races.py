@@ -22,8 +22,8 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug.wrappers import Response
 
-from ollama_magic.conversation import RESET_NOTE, ConversationStore
-from ollama_magic.widgets import FALLBACK, STOPPED, STOPPED_EARLY, GeneratePanel
+from ollama_magic.engine.conversation import RESET_NOTE, ConversationStore
+from ollama_magic.widgets.panel import FALLBACK, STOPPED, STOPPED_EARLY, GeneratePanel
 
 from .conftest import FakeOllama, chunk, final, notebook_like, run
 

@@ -25,22 +25,39 @@ from typing import Any
 SNAPSHOT = Path(__file__).parent / "data" / "public_api.json"
 
 
+def _own_classes(cls: type) -> list[type]:
+    """The class and the package's own bases: where its members may be defined today."""
+    return [c for c in cls.__mro__ if c.__module__.split(".")[0] == "ollama_magic"]
+
+
 def _members(cls: type) -> dict[str, str]:
-    """A public class's members a user can reach: methods with signatures, properties, fields."""
+    """A public class's members a user can reach: methods with signatures, properties, fields.
+
+    Inherited members count as the class's own, so moving a method into a base class (or
+    out of one) inside the package is no change to the API; renaming or removing it is.
+    """
     members: dict[str, str] = {}
-    for name, value in sorted(vars(cls).items()):
-        if name.startswith("_") and name != "__init__":
-            continue
-        if isinstance(value, property):
-            members[name] = "property"
-        elif isinstance(value, (staticmethod, classmethod)):
-            members[name] = f"{type(value).__name__}{inspect.signature(value.__func__)}"
-        elif inspect.isfunction(value):
-            members[name] = f"def{inspect.signature(value)}"
-    fields = getattr(cls, "__dataclass_fields__", None)
-    if fields:
-        members["(fields)"] = ", ".join(fields)
-    return members
+    for owner in reversed(_own_classes(cls)):
+        for name, value in vars(owner).items():
+            if name.startswith("_") and name not in {"__init__", "_repr_mimebundle_", "_repr_html_"}:
+                continue
+            if isinstance(value, property):
+                members[name] = "property"
+            elif isinstance(value, (staticmethod, classmethod)):
+                members[name] = f"{type(value).__name__}{inspect.signature(value.__func__)}"
+            elif inspect.isfunction(value):
+                members[name] = f"def{inspect.signature(value)}"
+        fields = getattr(owner, "__dataclass_fields__", None)
+        if fields:
+            members["(fields)"] = ", ".join(fields)
+    return dict(sorted(members.items()))
+
+
+def _bases(cls: type, public: set[str]) -> list[str]:
+    """The bases a user can rely on (``except OllamaMagicError``, ``isinstance(r, list)``)."""
+    return [
+        b.__name__ for b in cls.__mro__[1:] if b is not object and (b.__module__ == "builtins" or b.__name__ in public)
+    ]
 
 
 def _names() -> dict[str, Any]:
@@ -58,7 +75,7 @@ def _names() -> dict[str, Any]:
                 }
             }
         elif inspect.isclass(value):
-            names[name] = {"class": [b.__name__ for b in value.__mro__[1:] if b is not object], **_members(value)}
+            names[name] = {"class": _bases(value, set(ollama_magic.__all__)), **_members(value)}
         elif callable(value):
             names[name] = {"function": str(inspect.signature(value))}
         else:

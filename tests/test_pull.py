@@ -15,7 +15,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from ollama_magic.pull import PullInterrupted, PullState, TerminalPullView
+from ollama_magic.server.pull import PullInterrupted, PullState, TerminalPullView
 
 from .conftest import RecordingPublisher, TerminalScreen, notebook_like, run
 
@@ -184,7 +184,7 @@ def test_pulling_a_model_the_server_has_is_one_calm_line_when_the_registry_canno
 
 def test_a_failed_pull_turns_its_bar_red_and_says_so() -> None:
     """Left as it was, the bar would stay empty beside "pulling manifest", as if still working."""
-    from ollama_magic.pull import NotebookPullView
+    from ollama_magic.server.pull import NotebookPullView
 
     shown: list[Any] = []
     for objects, words in (

@@ -10,7 +10,7 @@ from typing import Any
 
 from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-from ollama_magic.render import Answer
+from ollama_magic.display.render import Answer
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_examples.py"
 spec = importlib.util.spec_from_file_location("run_examples", SCRIPT)
@@ -91,9 +91,9 @@ def test_a_generate_cell_without_an_answer_fails() -> None:
 
 def batch_table(*answers: str, failed: int = 0) -> Any:
     """The final table of a --each cell, drawn by the package from real results."""
-    from ollama_magic.batch_results import BatchResults
-    from ollama_magic.batch_view import BatchTable
-    from ollama_magic.result import GenerationResult
+    from ollama_magic.batch.results import BatchResults
+    from ollama_magic.batch.view import BatchTable
+    from ollama_magic.engine.result import GenerationResult
 
     results = []
     for text in answers:

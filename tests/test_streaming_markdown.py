@@ -13,8 +13,8 @@ import random
 
 import pytest
 
-from ollama_magic import render
-from ollama_magic.render import StreamingMarkdown, markdown_to_html
+from ollama_magic.display import render
+from ollama_magic.display.render import StreamingMarkdown, markdown_to_html
 
 LINES = [
     "para text here", "more *emph* and **bold** `code`", "", "", "", "- item", "- item two", "* star item",

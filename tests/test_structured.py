@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ollama_magic import SchemaError, generate
-from ollama_magic.structured import check_schema, resolve_format, validate_answer
+from ollama_magic.engine.structured import check_schema, resolve_format, validate_answer
 
 from .conftest import FakeOllama, chunk, final, run
 
@@ -257,7 +257,7 @@ def test_unenforced_keywords_are_noted_before_sending(ip: Any, fake: FakeOllama,
 
 
 def test_pydantic_any_field_is_noted(fake: FakeOllama) -> None:
-    from ollama_magic.structured import keyword_warnings
+    from ollama_magic.engine.structured import keyword_warnings
 
     notes = keyword_warnings({"type": "object", "properties": {"x": {"title": "X"}}})
     assert notes == ["at properties/x: a schema with only ['title'] is rejected (HTTP 500): give it a 'type'"]

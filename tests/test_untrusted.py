@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from ollama_magic.render import Answer, StreamingMarkdown, TerminalView, markdown_to_html
-from ollama_magic.result import GenerationResult, Stats
-from ollama_magic.terminal import TerminalText, one_line, printable
+from ollama_magic.display.render import Answer, StreamingMarkdown, TerminalView, markdown_to_html
+from ollama_magic.engine.result import GenerationResult, Stats
+from ollama_magic.engine.terminal import TerminalText, one_line, printable
 
 from .conftest import FakeOllama, chunk, final, run
 
@@ -153,7 +153,7 @@ def test_a_notebook_answer_and_its_thinking_load_nothing(nb: Any, fake: FakeOlla
 
 
 def test_the_panel_renders_answers_the_same_way(fake: FakeOllama) -> None:
-    from ollama_magic.widgets import GeneratePanel
+    from ollama_magic.widgets.panel import GeneratePanel
 
     panel = GeneratePanel(host=fake.host, models=["tiny"], model="tiny")
     panel.prompt.value = "hi"

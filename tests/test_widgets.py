@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ollama_magic.widgets import GeneratePanel
+from ollama_magic.widgets.panel import GeneratePanel
 
 from .conftest import FakeOllama, chunk, final, run
 

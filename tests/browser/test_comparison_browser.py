@@ -79,9 +79,9 @@ def test_two_models_side_by_side_then_stacked_when_narrow(page: Any, lab: Any, r
 
 def _saved_outputs() -> tuple[dict[str, Any], dict[str, Any]]:
     """A comparison and a token-probability view as a kernel would have saved them."""
-    from ollama_magic.comparison import ComparisonView, Event
-    from ollama_magic.logprobs import TokenProbabilities
-    from ollama_magic.result import GenerationResult, Stats
+    from ollama_magic.batch.comparison import ComparisonView, Event
+    from ollama_magic.display.logprobs import TokenProbabilities
+    from ollama_magic.engine.result import GenerationResult, Stats
 
     view = ComparisonView(["alpha", "beta"], footer=lambda model, r: f"{model} · 9 tokens · 31.0 tok/s")
     for model, text in (("alpha", "Paris is the capital of France."), ("beta", "The capital is **Paris**.")):

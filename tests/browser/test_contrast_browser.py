@@ -26,15 +26,15 @@ pytest.importorskip("playwright.sync_api", reason="the browser tests need `pip i
 SETUP = """\
 import math
 from IPython.display import display
-from ollama_magic.render import Answer, waiting_text
-from ollama_magic.notes import Note
-from ollama_magic.logprobs import TokenProbabilities
-from ollama_magic.comparison import ComparisonView, Event
-from ollama_magic.result import GenerationResult, Stats
-from ollama_magic.batch_view import BatchProgressBar, BatchTable
-from ollama_magic.batch_results import BatchResults, BatchState
-from ollama_magic.pull import NotebookPullView, PullState
-from ollama_magic.widgets import GeneratePanel, Turn
+from ollama_magic.display.render import Answer, waiting_text
+from ollama_magic.display.notes import Note
+from ollama_magic.display.logprobs import TokenProbabilities
+from ollama_magic.batch.comparison import ComparisonView, Event
+from ollama_magic.engine.result import GenerationResult, Stats
+from ollama_magic.batch.view import BatchProgressBar, BatchTable
+from ollama_magic.batch.results import BatchResults, BatchState
+from ollama_magic.server.pull import NotebookPullView, PullState
+from ollama_magic.widgets.panel import GeneratePanel, Turn
 
 def entry(token, p, *alternatives):
     return {"token": token, "logprob": math.log(p), "bytes": list(token.encode()),

@@ -132,16 +132,16 @@ def test_the_grid_fills_in_then_the_summary_and_the_chart(page: Any, lab: Any, s
 def test_a_saved_evaluation_in_a_notebook_someone_else_saved(page: Any, lab: Any) -> None:
     """Untrusted: JupyterLab sanitizes the output; the grid keeps its shading and the chart its
     bars (styled ``<div>`` s, not an ``<svg>``, which the sanitizer would drop); nothing hostile comes back to life."""
-    from ollama_magic.evaluation import Tracker, contenders, parse_expect
-    from ollama_magic.evaluation_view import EvaluationDisplay
-    from ollama_magic.result import GenerationResult, Stats
+    from ollama_magic.engine.result import GenerationResult, Stats
+    from ollama_magic.evaluation.model import Tracker, contenders, parse_expect
+    from ollama_magic.evaluation.view import EvaluationDisplay
 
     rows = [{"index": i, "text": f"review {i}", "label": "positive"} for i in range(4)]
     tracker = Tracker(contenders(["alpha", "beta"], ["prompt"]), rows, parse_expect("label"), ["positive"] * 4)
     for i in range(8):
         text = "positive" if i % 2 == 0 or i == 3 else HOSTILE
         tracker.record(i, GenerationResult(text=text, model="m", stats=Stats(eval_count=5, eval_duration=10**8)))
-    from ollama_magic.evaluation import Evaluation
+    from ollama_magic.evaluation.model import Evaluation
 
     bundle = EvaluationDisplay(Evaluation(rows, tracker))._repr_mimebundle_()
     path = write_notebook(lab.root / "shared-evaluation.ipynb", "%%generate --each reviews -m alpha -m beta\n{text}")

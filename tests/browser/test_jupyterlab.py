@@ -237,7 +237,7 @@ def test_answer_is_saved_in_the_notebook_and_shown_after_reload(page: Any, lab: 
 
 def test_shared_untrusted_notebook_still_shows_answer_and_footer(page: Any, lab: Any) -> None:
     """A notebook someone else saved is untrusted here: its HTML outputs are sanitized."""
-    from ollama_magic.render import Answer
+    from ollama_magic.display.render import Answer
 
     footer_line = f"{SHORT} · 9 tokens · 31.0 tok/s · prompt 4 tokens · total 319 ms · load 24 ms"
     bundle = Answer("Hey now!", footer=footer_line)._repr_mimebundle_()

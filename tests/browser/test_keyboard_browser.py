@@ -26,11 +26,11 @@ pytest.importorskip("playwright.sync_api", reason="the browser tests need `pip i
 OUTPUTS = """\
 import math
 from IPython.display import display
-from ollama_magic.logprobs import TokenProbabilities
-from ollama_magic.comparison import ComparisonView, Event
-from ollama_magic.result import GenerationResult
-from ollama_magic.batch_view import BatchTable
-from ollama_magic.batch_results import BatchResults
+from ollama_magic.display.logprobs import TokenProbabilities
+from ollama_magic.batch.comparison import ComparisonView, Event
+from ollama_magic.engine.result import GenerationResult
+from ollama_magic.batch.view import BatchTable
+from ollama_magic.batch.results import BatchResults
 
 def entry(token, p, *alternatives):
     return {"token": token, "logprob": math.log(p), "bytes": list(token.encode()),

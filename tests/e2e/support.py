@@ -26,7 +26,7 @@ from typing import Any
 
 import requests
 
-from ollama_magic.host import parse_host
+from ollama_magic.engine.host import parse_host
 
 REPO = Path(__file__).resolve().parents[2]
 HEY = "Hey now!"

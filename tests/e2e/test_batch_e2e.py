@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from ollama_magic import BatchInterrupted, generate_many
-from ollama_magic.batch import NOT_RUN, status
+from ollama_magic.batch.runner import NOT_RUN, status
 
 from .conftest import LONG, SHORT
 from .support import url

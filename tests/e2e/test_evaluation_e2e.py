@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from ollama_magic.evaluation import Evaluation, evaluate
+from ollama_magic.evaluation.model import Evaluation, evaluate
 
 from ..conftest import SHORT, run
 

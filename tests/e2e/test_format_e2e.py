@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ollama_magic import OllamaResponseError, SchemaKeywordWarning, generate
-from ollama_magic.structured import keyword_warnings
+from ollama_magic.engine.structured import keyword_warnings
 
 from .conftest import SHORT
 

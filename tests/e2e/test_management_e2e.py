@@ -7,7 +7,7 @@ from typing import Any
 import requests
 
 import ollama_magic
-from ollama_magic.management import human_size
+from ollama_magic.server.management import human_size
 
 from .conftest import LONG, SHORT
 from .support import assert_one_line, failing_cell, run, url

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import ollama_magic
-from ollama_magic.generation import IgnoredFieldWarning
+from ollama_magic.engine.generation import IgnoredFieldWarning
 
 from .conftest import SHORT
 from .support import HEY, assert_one_line, failing_cell, run

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ollama_magic.widgets import STOPPED, GeneratePanel
+from ollama_magic.widgets.panel import STOPPED, GeneratePanel
 
 from .conftest import LONG, SHORT
 

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .conversation import TURN_SETTINGS, ConversationStore, ThreadState, Turn, turns_of
-from .errors import OllamaMagicError
-from .management import table
-from .terminal import one_line
+from ..engine.conversation import TURN_SETTINGS, ConversationStore, ThreadState, Turn, turns_of
+from ..engine.errors import OllamaMagicError
+from ..engine.terminal import one_line
+from ..server.management import table
 
 #: What the file says it is; a file without it is not one of ours.
 KIND = "ollama_magic conversation"

@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from . import structured
-from .errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
-from .generation import generate
-from .logprobs import TokenProbabilities
-from .render import Answer, StreamingMarkdown, format_seconds
-from .request import build_chat_payload, build_generate_payload
-from .result import GenerationResult, TextBuffer
+from ..display.logprobs import TokenProbabilities
+from ..display.render import Answer, StreamingMarkdown, format_seconds
+from ..engine import structured
+from ..engine.errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
+from ..engine.generation import generate
+from ..engine.request import build_chat_payload, build_generate_payload
+from ..engine.result import GenerationResult, TextBuffer
 
 __all__ = ["ComparisonResult", "Event", "compare"]
 

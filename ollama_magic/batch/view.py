@@ -6,7 +6,7 @@ seconds): a bar, done / total, the rate, the time left, failures and cache hits 
 At the end the bar is replaced by a table of the first rows (prompt, answer, time,
 status) and the footer totals.  Answers are untrusted: in HTML they are escaped text,
 never Markdown or HTML; in a terminal (and the saved text/plain) escape sequences and
-control characters are removed (:mod:`ollama_magic.terminal`).
+control characters are removed (:mod:`ollama_magic.engine.terminal`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
-from .batch_results import BatchResults, BatchState, Progress
-from .render import format_seconds, notebook_display
-from .result import GenerationResult, failure_reason
-from .result import outcome as status
-from .terminal import one_line
+from ..display.render import format_seconds, notebook_display
+from ..engine.result import GenerationResult, failure_reason
+from ..engine.result import outcome as status
+from ..engine.terminal import one_line
+from .results import BatchResults, BatchState, Progress
 
 _FOOTER_STYLE = "opacity:0.7;font-size:0.85em;margin-top:0.4em"
 _TRACK_STYLE = "flex:0 0 16em;height:0.8em;border:1px solid rgba(128,128,128,0.6);border-radius:3px;overflow:hidden"

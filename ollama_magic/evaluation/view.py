@@ -1,7 +1,7 @@
 """Showing an evaluation: a progress line per contender and a grid that fills in, then the
 summary table and a chart.
 
-While :func:`~ollama_magic.evaluation.evaluate` runs, the cell holds one display that is
+While :func:`~ollama_magic.evaluation.model.evaluate` runs, the cell holds one display that is
 redrawn at most every ``interval`` seconds (and only when an answer arrived), whatever the
 rate: a progress line per contender (done / total, failures, tokens/s, accuracy so far) and
 a grid of the first rows × contenders, each cell an answer shortened to one line; the whole
@@ -24,15 +24,15 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .batch_results import BatchResults, BatchState
-from .batch_view import clip
-from .render import notebook_display
-from .result import failure_reason
-from .result import outcome as status
-from .terminal import one_line
+from ..batch.results import BatchResults, BatchState
+from ..batch.view import clip
+from ..display.render import notebook_display
+from ..engine.result import failure_reason
+from ..engine.result import outcome as status
+from ..engine.terminal import one_line
 
 if TYPE_CHECKING:
-    from .evaluation import Evaluation, Tracker
+    from .model import Evaluation, Tracker
 
 _MUTED = "opacity:0.7;font-size:0.85em"
 _TRACK = "flex:0 0 10em;height:0.7em;border:1px solid rgba(128,128,128,0.6);border-radius:3px;overflow:hidden"
@@ -107,7 +107,7 @@ def _cell(tracker: Tracker, row: int, column: int, limit: int) -> str:
             f'<td class="ollama-magic-eval-failed" title="{html.escape(reason)}" '
             f'style="{_CELL};color:#e53935;background:{_WRONG}">{html.escape(word)}</td>'
         )
-    from .evaluation import answer_value
+    from .model import answer_value
 
     prop = tracker.expect.property if tracker.expect is not None else None
     value = cell_text(answer_value(result, prop))  # what is scored: the answer, or its property

@@ -1,7 +1,7 @@
 """The HTTP client: talks to Ollama, knows nothing of IPython.
 
 Transport errors are translated here, at the boundary, into the one-line errors of
-:mod:`ollama_magic.errors`; every streamed line is checked for an ``error`` key, because
+:mod:`ollama_magic.engine.errors`; every streamed line is checked for an ``error`` key, because
 Ollama can report a failure inside a 200 stream.
 """
 
@@ -180,7 +180,7 @@ class OllamaClient:
     so a notebook that changes ``OLLAMA_HOST`` mid-session is obeyed at once.
 
     A busy server (HTTP 503 or 429, which come before any answer text) is asked again up
-    to ``busy_retries`` times (default :data:`ollama_magic.busy.DEFAULT_RETRIES`, about a
+    to ``busy_retries`` times (default :data:`ollama_magic.engine.busy.DEFAULT_RETRIES`, about a
     minute in all), with jittered exponential backoff or the server's ``Retry-After``;
     ``on_retry`` hears of each wait before it starts (to show it).  This is the only place
     that retries: generate(), the magics and the panel all come through here.
@@ -188,7 +188,7 @@ class OllamaClient:
     Credentials: ``headers`` go with every request to this client's server; credentials in
     the host URL become HTTP basic auth; ``OLLAMA_API_KEY`` is sent as a bearer token to
     ``https://ollama.com`` and to the hosts named in ``api_key_hosts`` or
-    ``OLLAMA_API_KEY_HOSTS`` only (see :func:`ollama_magic.auth.api_key_for`).  ``verify``
+    ``OLLAMA_API_KEY_HOSTS`` only (see :func:`ollama_magic.engine.auth.api_key_for`).  ``verify``
     is requests' TLS setting: True (default; ``REQUESTS_CA_BUNDLE`` is honoured), a CA
     bundle path, or False (warned about once per host).  None of these is ever shown.
     """

@@ -1,8 +1,8 @@
 """What a batch has done: its results in input order with their totals, the counts a
 progress display shows while it runs, and what such a display must offer.
 
-Apart from :mod:`ollama_magic.batch` (which runs a batch) so that the displays
-(:mod:`ollama_magic.batch_view`) and the batch both depend on this, and not on each other.
+Apart from :mod:`ollama_magic.batch.runner` (which runs a batch) so that the displays
+(:mod:`ollama_magic.batch.view`) and the batch both depend on this, and not on each other.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .result import NOT_RUN, GenerationResult, failure_reason
-from .result import outcome as status
+from ..engine.result import NOT_RUN, GenerationResult, failure_reason
+from ..engine.result import outcome as status
 
 __all__ = ["BatchResults", "BatchState", "Progress"]
 

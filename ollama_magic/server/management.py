@@ -1,12 +1,12 @@
 """Plain-text tables for ``%ollama``: models, loaded models, details, threads.
 
-Formatting only; the data comes from :class:`~ollama_magic.client.OllamaClient` and the
+Formatting only; the data comes from :class:`~ollama_magic.engine.client.OllamaClient` and the
 conversation store, so these functions are easy to test with literal dicts.
 
 What the server sends is untrusted and may be malformed: every value is read
 defensively (a ``null`` name, a size that is text, a list where a dict belongs gives a
 ``?`` or ``-`` in its cell, never a traceback) and shown through
-:func:`~ollama_magic.terminal.one_line`, so no escape sequence reaches the terminal and
+:func:`~ollama_magic.engine.terminal.one_line`, so no escape sequence reaches the terminal and
 no line break shifts the table.
 """
 
@@ -16,8 +16,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from .conversation import ConversationStore
-from .terminal import one_line, printable
+from ..engine.conversation import ConversationStore
+from ..engine.terminal import one_line, printable
 
 
 def _text(value: Any, missing: str = "-") -> str:

@@ -1,6 +1,6 @@
 """Many prompts at once: :func:`generate_many`, on the one engine (:func:`generate`).
 
-Each item is one call of :func:`~ollama_magic.generation.generate` (the same request,
+Each item is one call of :func:`~ollama_magic.engine.generation.generate` (the same request,
 streaming, validation and schema retries as a single cell), run by ``concurrency``
 worker threads so that as many requests are in flight as the server has slots.  What
 this module adds is only what a batch needs:
@@ -12,7 +12,7 @@ this module adds is only what a batch needs:
 * Ctrl-C stops at once: the engine's ``cancel`` shuts every open connection (which tells
   Ollama to stop generating), the finished items are kept and the others are marked "not run";
   :class:`BatchInterrupted` carries them all;
-* an optional SQLite cache (:mod:`ollama_magic.cache`): finished items are stored as
+* an optional SQLite cache (:mod:`ollama_magic.batch.cache`): finished items are stored as
   they finish and served on a re-run, so an interrupted batch resumes where it stopped.
 """
 
@@ -26,15 +26,15 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from . import structured
-from .batch_results import BatchResults, BatchState, Progress
+from ..engine import structured
+from ..engine.client import OllamaClient
+from ..engine.errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
+from ..engine.generation import generate
+from ..engine.request import MODEL_ENV, resolve_model
+from ..engine.result import NOT_RUN, GenerationResult
+from ..engine.result import outcome as status
 from .cache import ResultCache, cacheable, digest_client, model_digests, open_cache, reach_key, request_key
-from .client import OllamaClient
-from .errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
-from .generation import generate
-from .request import MODEL_ENV, resolve_model
-from .result import NOT_RUN, GenerationResult
-from .result import outcome as status
+from .results import BatchResults, BatchState, Progress
 
 #: generate() keywords an item (a dict) may set; the callbacks and the client are the batch's.
 _ENGINE_ONLY = {"on_chunk", "on_attempt", "on_result", "on_warning", "on_retry", "client"}
@@ -180,7 +180,7 @@ def generate_many(
     store = open_cache(cache)
     owns_store = store is not None and not isinstance(cache, ResultCache)
     if progress is True:
-        from .batch_view import default_progress  # the views depend on the batch, not the other way
+        from .view import default_progress  # the views depend on the batch, not the other way
 
         view: Progress | None = default_progress()
     else:
@@ -203,7 +203,7 @@ def generate_many(
         else:
             import warnings
 
-            from .generation import SchemaKeywordWarning
+            from ..engine.generation import SchemaKeywordWarning
 
             warnings.warn(message, SchemaKeywordWarning, stacklevel=3)
 

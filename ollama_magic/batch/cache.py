@@ -29,9 +29,9 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .errors import OllamaMagicError
-from .request import encode_image
-from .result import GenerationResult, Stats
+from ..engine.errors import OllamaMagicError
+from ..engine.request import encode_image
+from ..engine.result import GenerationResult, Stats
 
 #: Bump when the stored layout or the key's recipe changes: older entries then miss.
 SCHEMA_VERSION = 1
@@ -306,7 +306,7 @@ def model_digests(client: Any, models: Iterable[str], timeout: float = 5.0) -> d
     wanted = list(dict.fromkeys(models))
     digests: dict[str, str | None] = dict.fromkeys(wanted)
     try:
-        from .client import OllamaClient
+        from ..engine.client import OllamaClient
 
         probe = OllamaClient(  # reached as the client reaches it, but never waiting for a busy server
             client.host,
@@ -340,7 +340,7 @@ def digest_client(fields: Mapping[str, Any]) -> Any:
     """A client for the digest probe that reaches the server as the request itself would:
     same host, headers, TLS settings and API-key hosts (a server behind a password would
     otherwise answer the probe with 401, and the digest check would be silently lost)."""
-    from .client import OllamaClient
+    from ..engine.client import OllamaClient
 
     return OllamaClient(
         fields.get("host"),
@@ -397,7 +397,7 @@ class CellCache:
 
 def info_text(info: Mapping[str, Any]) -> str:
     """``%ollama cache info``: the file, its size, and the answers per model."""
-    from .management import human_size, table
+    from ..server.management import human_size, table
 
     def when(stamp: float | None) -> str:
         return time.strftime("%Y-%m-%d %H:%M", time.localtime(stamp)) if stamp else "-"

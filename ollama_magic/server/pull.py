@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
-from .client import OllamaClient
-from .errors import OllamaConnectionError, OllamaMagicError, OllamaResponseError
-from .terminal import one_line as printable
+from ..engine.client import OllamaClient
+from ..engine.errors import OllamaConnectionError, OllamaMagicError, OllamaResponseError
+from ..engine.terminal import one_line as printable
 
 MB = 1_000_000
 #: Seconds of history the rate is measured over (smooths bursts, follows changes).
@@ -321,7 +321,7 @@ class NotebookPullView:
 
 def default_view() -> PullView:
     """A progress bar in a notebook kernel, one text line elsewhere."""
-    from .render import notebook_display
+    from ..display.render import notebook_display
 
     display = notebook_display()
     return NotebookPullView(display) if display is not None else TerminalPullView()

@@ -1,7 +1,7 @@
 """One generation from start to finish, usable without IPython.
 
 :func:`generate` builds the request, streams the answer through an optional callback,
-validates structured output and returns a :class:`~ollama_magic.result.GenerationResult`.
+validates structured output and returns a :class:`~ollama_magic.engine.result.GenerationResult`.
 The ``%%generate`` magic is a thin layer over it, so Python code and the magic behave
 the same.
 """
@@ -120,14 +120,14 @@ def generate(
     :class:`GenerationInterrupted` carrying the partial result.
 
     A busy server (HTTP 503/429 before any text) is asked again up to ``busy_retries``
-    times (default: about a minute of jittered backoff, see :mod:`ollama_magic.busy`);
-    ``on_retry`` receives a :class:`~ollama_magic.busy.BusyRetry` before each wait (its
+    times (default: about a minute of jittered backoff, see :mod:`ollama_magic.engine.busy`);
+    ``on_retry`` receives a :class:`~ollama_magic.engine.busy.BusyRetry` before each wait (its
     ``message()`` is the line to show), and ``result.busy_retries`` counts them.
 
     ``headers`` go with every request (e.g. ``{"Authorization": "Bearer ..."}``);
     ``verify`` is True, a CA bundle path or False; ``OLLAMA_API_KEY`` goes to
     ``https://ollama.com`` and the hosts in ``api_key_hosts`` / ``OLLAMA_API_KEY_HOSTS``
-    only (see :mod:`ollama_magic.auth`).  None of them appears in the result or errors.
+    only (see :mod:`ollama_magic.engine.auth`).  None of them appears in the result or errors.
     ``host_option`` names where ``host`` came from (e.g. ``"--host"``), so an unreachable
     server's error says which setting to fix.
 

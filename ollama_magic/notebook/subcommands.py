@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 
-from . import management
-from .request import resolve_model
+from ..engine.request import resolve_model
+from ..server import management
 
 if TYPE_CHECKING:  # pragma: no cover - typing only: magics imports this module
     from .magics import GenerateMagics
@@ -109,7 +109,7 @@ def _show(magics: GenerateMagics, args: list[str]) -> None:
 
 @subcommand("pull [--insecure] MODEL", "download a model onto the server, with a progress bar")
 def _pull(magics: GenerateMagics, args: list[str]) -> None:
-    from . import pull
+    from ..server import pull
 
     insecure = "--insecure" in args
     rest = [a for a in args if a != "--insecure"]
@@ -121,7 +121,7 @@ def _pull(magics: GenerateMagics, args: list[str]) -> None:
 
 @subcommand("version", "this package's version and the server's")
 def _version(magics: GenerateMagics, args: list[str]) -> None:
-    from .version import __version__
+    from ..version import __version__
 
     expect(args, "version")
     client = magics.client()
@@ -242,7 +242,7 @@ def _load(magics: GenerateMagics, args: list[str]) -> None:
 def _ui(magics: GenerateMagics, args: list[str]) -> None:
     from IPython.display import display
 
-    from .widgets import GeneratePanel
+    from ..widgets.panel import GeneratePanel
 
     expect(args, "ui")
     if getattr(magics.shell, "kernel", None) is None:
@@ -263,7 +263,7 @@ def _ui(magics: GenerateMagics, args: list[str]) -> None:
 
 @subcommand("cache [info | clear] [PATH]", "the answer cache: what it holds, or empty it")
 def _cache(magics: GenerateMagics, args: list[str]) -> None:
-    from .cache import ResultCache, info_text
+    from ..batch.cache import ResultCache, info_text
 
     usage = "cache [info | clear] [PATH]"
     rest = expect(args, usage, at_most=2)

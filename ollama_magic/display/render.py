@@ -7,7 +7,7 @@ text are sent to the frontend: there is no ``text/markdown`` that a frontend cou
 with raw HTML on.  Nothing in it loads on display: an image from a URL becomes a link the
 person may click (see :func:`_image`), so a prompt injection cannot make the browser send
 data anywhere by being shown.  In a terminal, escape sequences are removed
-(:mod:`ollama_magic.terminal`).
+(:mod:`ollama_magic.engine.terminal`).
 
 Re-rendering the whole answer at every token is quadratic, so updates are throttled:
 at most one per ``interval`` seconds, and never more often than every four times the
@@ -39,8 +39,8 @@ from markdown_it.renderer import RendererHTML
 from markdown_it.token import Token
 from markdown_it.utils import EnvType, OptionsDict
 
-from .result import GenerationResult, TextBuffer
-from .terminal import TerminalText, printable
+from ..engine.result import GenerationResult, TextBuffer
+from ..engine.terminal import TerminalText, printable
 
 #: Images that are shown as images: raster pictures carried inside the answer itself.
 #: They fetch nothing.  SVG never (it is a document that can hold script and references
@@ -218,7 +218,7 @@ def done_words(result: GenerationResult) -> str | None:
     ``length`` (a token limit), or ``load``/``unload`` for a request with an empty prompt
     that only loads or unloads the model.
 
-    >>> from ollama_magic.result import Stats
+    >>> from ollama_magic.engine.result import Stats
     >>> done_words(GenerationResult("x", "m", done_reason="length", request={"options": {"num_predict": 400}}))
     'cut at --num-predict 400'
     >>> done_words(GenerationResult("x", "m", done_reason="stop")) is None
@@ -384,7 +384,7 @@ class Answer:
             lines.append(f"— {self.footer}")
             lines.extend(f"  {note}" for note in self.notes)
         # Shown as it is by terminal frontends (jupyter console) and saved in the notebook:
-        # no escape sequences (see ollama_magic.terminal).
+        # no escape sequences (see ollama_magic.engine.terminal).
         return printable("\n".join(line for line in lines if line))
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> Any:
@@ -675,7 +675,7 @@ class _WaitingLine:
 class TerminalView(View):
     """Writes the text as it arrives, for terminal IPython (no display handles there).
 
-    Everything from the server passes through :mod:`ollama_magic.terminal` first, so an
+    Everything from the server passes through :mod:`ollama_magic.engine.terminal` first, so an
     answer cannot send escape sequences to the terminal, even split across chunks.
     """
 

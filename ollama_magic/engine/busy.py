@@ -6,7 +6,7 @@ answer text, so the same request can simply be sent again.  A class of thirty ke
 hitting one server at the same moment must not retry in lockstep, so every wait is
 jittered; a server that says when to come back (``Retry-After``) is obeyed.
 
-Only the HTTP client (:meth:`ollama_magic.client.OllamaClient._request`) retries, with
+Only the HTTP client (:meth:`ollama_magic.engine.client.OllamaClient._request`) retries, with
 this schedule; everything else (``generate()``, ``%%generate``, the panel, ``%ollama``)
 goes through it.
 """

@@ -1,6 +1,6 @@
 """``%%generate --each VAR``: one prompt per item of a list or per row of a DataFrame.
 
-The cell body is a template filled once per item by :func:`~ollama_magic.interpolate.interpolate`
+The cell body is a template filled once per item by :func:`~ollama_magic.engine.interpolate.interpolate`
 (the same rule as a single cell), with the item's own names in front of the notebook's:
 
 * a list, tuple or pandas Series: ``{item}`` is the value and ``{index}`` its position
@@ -22,9 +22,9 @@ from collections import ChainMap
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import InvalidRequestError
-from .interpolate import interpolate
-from .result import GenerationResult
+from ..engine.errors import InvalidRequestError
+from ..engine.interpolate import interpolate
+from ..engine.result import GenerationResult
 
 
 def _pandas_kind(value: Any) -> str | None:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .terminal import printable
+from ..engine.terminal import printable
 
 # The colours are translucent, so the text stays readable on light and dark themes.
 _CONTAINER_STYLE = "white-space:pre-wrap;line-height:1.9;font-family:var(--jp-code-font-family,monospace)"

@@ -1,7 +1,7 @@
 """The IPython magics: ``%%generate`` / ``%generate`` and ``%ollama``.
 
 Thin by design: parse the line (:mod:`.arguments`), pick where the conversation
-continues (:mod:`.conversation`), run :func:`~ollama_magic.generation.generate` with a
+continues (:mod:`.conversation`), run :func:`~ollama_magic.engine.generation.generate` with a
 view (:mod:`.render`), and remember the result.  Errors become one line each.
 """
 
@@ -17,20 +17,20 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.display import display
 from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode, Union
 
-from . import busy, structured
+from ..batch.cache import CellCache
+from ..display.logprobs import TokenProbabilities
+from ..display.notes import show_note
+from ..display.render import NotebookView, TerminalView, View, footer_text
+from ..engine import busy, structured
+from ..engine.client import OllamaClient
+from ..engine.conversation import MODES, ConversationStore, Start, messages_of
+from ..engine.errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
+from ..engine.generation import generate
+from ..engine.host import parse_host
+from ..engine.request import resolve_model
+from ..engine.result import GenerationResult
 from .arguments import Call, build_call, generate_arguments, split_line
-from .cache import CellCache
-from .client import OllamaClient
-from .conversation import MODES, ConversationStore, Start, messages_of
-from .errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
-from .generation import generate
-from .host import parse_host
-from .logprobs import TokenProbabilities
-from .notes import show_note
 from .provenance import provenance
-from .render import NotebookView, TerminalView, View, footer_text
-from .request import resolve_model
-from .result import GenerationResult
 
 _LINE_GENERATE = re.compile(r"^(\s*)%generate(\s.*)?\?\s*$")
 
@@ -333,9 +333,9 @@ class GenerateMagics(Magics):
 
     def _run_batch(self, call: Call) -> None:
         """``--each``: every item through generate_many, a progress bar, then the table."""
-        from . import each
-        from .batch import BatchInterrupted, generate_many
-        from .batch_view import NotebookProgress, TerminalProgress
+        from ..batch import each
+        from ..batch.runner import BatchInterrupted, generate_many
+        from ..batch.view import NotebookProgress, TerminalProgress
 
         prompts = call.prompts or []
         rows = 10
@@ -364,8 +364,8 @@ class GenerateMagics(Magics):
 
     def _run_evaluation(self, call: Call) -> None:
         """``--each`` with several -m or ``--expect``: every row to every model, scored (evaluation.py)."""
-        from .evaluation import EvaluationInterrupted, evaluate
-        from .evaluation_view import NotebookEvaluation, TerminalEvaluation
+        from ..evaluation.model import EvaluationInterrupted, evaluate
+        from ..evaluation.view import NotebookEvaluation, TerminalEvaluation
 
         if getattr(self.shell, "kernel", None) is not None:
             view: Any = NotebookEvaluation(display)
@@ -396,7 +396,7 @@ class GenerateMagics(Magics):
 
     def _compare(self, call: Call) -> Any:
         """Several -m: the same prompt to each model at once, in columns (comparison.py)."""
-        from .comparison import ComparisonView, LiveComparison, TerminalComparison, compare, thread_name
+        from ..batch.comparison import ComparisonView, LiveComparison, TerminalComparison, compare, thread_name
 
         kwargs = dict(call.kwargs)
         prompt = kwargs.pop("prompt")
@@ -477,7 +477,7 @@ class GenerateMagics(Magics):
 
     def _credentials(self) -> dict[str, Any]:
         """The headers, TLS and API-key settings, checked (a UsageError names no secret)."""
-        from .auth import check_headers, check_verify
+        from ..engine.auth import check_headers, check_verify
 
         return {
             "headers": check_headers(self.headers) or None,

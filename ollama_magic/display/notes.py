@@ -15,8 +15,8 @@ import html
 import sys
 from typing import Any
 
+from ..engine.terminal import printable
 from .render import notebook_display
-from .terminal import printable
 
 #: The text's own colour (no grey that could fail contrast in a dark theme), a thin
 #: neutral bar on the left so it reads as an aside, never red.

@@ -1,12 +1,12 @@
 """A point-and-click panel for people who would rather not type magics.
 
-``%ollama ui`` (or ``ollama_magic.widgets.GeneratePanel()``) shows a form: model, prompt,
+``%ollama ui`` (or ``ollama_magic.widgets.panel.GeneratePanel()``) shows a form: model, prompt,
 system message, temperature, length, JSON output, thread, and Generate / Stop / New
 conversation buttons, above the conversation so far (each turn's prompt and answer, the
 streaming one last).  The generation runs in a background thread: while a cell runs, the
 kernel cannot handle a button click, so a Stop button only works if the work happens off
 the cell.  Stop sets a cancel event that shuts the connection at once (see
-:func:`~ollama_magic.generation.generate`), so it never waits for the server's next bytes.
+:func:`~ollama_magic.engine.generation.generate`), so it never waits for the server's next bytes.
 
 The panel shares conversation threads with ``%%generate`` when opened from the magic; the
 conversation store settles races between them (a reset while an answer streams, or two
@@ -27,14 +27,14 @@ from typing import Any
 
 import ipywidgets as w
 
-from .client import OllamaClient
-from .conversation import ConversationStore, check_mode, messages_of
-from .errors import GenerationInterrupted, OllamaMagicError
-from .generation import generate
-from .management import model_names
-from .render import Answer, footer_text
-from .request import resolve_model
-from .result import GenerationResult
+from ..display.render import Answer, footer_text
+from ..engine.client import OllamaClient
+from ..engine.conversation import ConversationStore, check_mode, messages_of
+from ..engine.errors import GenerationInterrupted, OllamaMagicError
+from ..engine.generation import generate
+from ..engine.request import resolve_model
+from ..engine.result import GenerationResult
+from ..server.management import model_names
 
 #: What a notebook shows where the panel was once the kernel that drew it is gone.
 FALLBACK = "Ollama panel: run the cell again to show it (the panel lives only while the kernel runs)."

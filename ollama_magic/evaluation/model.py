@@ -2,7 +2,7 @@
 
 :func:`evaluate` sends every row of a dataset to every model, once per prompt variant
 (variants × models × rows), through the one batch engine
-(:func:`~ollama_magic.batch.generate_many`: concurrency, busy retries, per-item
+(:func:`~ollama_magic.batch.runner.generate_many`: concurrency, busy retries, per-item
 errors, Ctrl-C keeps what finished, the cache makes a re-run free).  What this module
 adds is only what an evaluation needs:
 
@@ -16,7 +16,7 @@ adds is only what an evaluation needs:
 * :class:`Evaluation`: ``.results`` (a long DataFrame), ``.summary``, ``.chart()``,
   ``.disagreements()``, ``.mistakes(model)``.
 
-The live display and the chart are :mod:`ollama_magic.evaluation_view`.  pandas is only
+The live display and the chart are :mod:`ollama_magic.evaluation.view`.  pandas is only
 needed for the DataFrames (``.results``, ``.summary``...), not to run or to show.
 """
 
@@ -30,10 +30,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import each, structured
-from .errors import GenerationInterrupted, InvalidRequestError
-from .result import GenerationResult, failure_reason
-from .result import outcome as status
+from ..batch import each
+from ..engine import structured
+from ..engine.errors import GenerationInterrupted, InvalidRequestError
+from ..engine.result import GenerationResult, failure_reason
+from ..engine.result import outcome as status
 
 __all__ = ["Evaluation", "EvaluationInterrupted", "Expect", "Tracker", "evaluate", "parse_expect"]
 
@@ -506,7 +507,7 @@ class Evaluation:
 
     def chart(self) -> Any:
         """Accuracy and tokens/s per contender as an SVG (shown inline; ``.svg`` is its text)."""
-        from .evaluation_view import Chart
+        from .view import Chart
 
         return Chart(self.summary_rows(), [c.label for c in self.contenders], scored=self.expect is not None)
 
@@ -522,7 +523,7 @@ class Evaluation:
         return " · ".join(bits)
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
-        from .evaluation_view import EvaluationDisplay
+        from .view import EvaluationDisplay
 
         return EvaluationDisplay(self)._repr_mimebundle_()
 
@@ -630,7 +631,7 @@ def evaluate(
     and a grid of the first ``rows`` rows.  Ctrl-C raises :class:`EvaluationInterrupted`
     whose ``evaluation`` scores what finished.  Invalid arguments send nothing.
     """
-    from .batch import BatchInterrupted, generate_many
+    from ..batch.runner import BatchInterrupted, generate_many
 
     model_names = _models(models)
     variants = _variants(prompt)
@@ -646,7 +647,7 @@ def evaluate(
     items = [{"prompt": filled[c.variant][row], "model": c.model} for row in range(len(names)) for c in people]
     tracker = Tracker(people, names, expectation, expected)
     if progress is True:
-        from .evaluation_view import default_view
+        from .view import default_view
 
         view: Any = default_view(tracker, rows=rows)
     elif progress:

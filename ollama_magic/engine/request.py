@@ -133,7 +133,7 @@ def check_finite(value: Any, where: str) -> None:
     >>> check_finite({"temperature": float("nan")}, "options")
     Traceback (most recent call last):
     ...
-    ollama_magic.errors.InvalidRequestError: options.temperature is nan: give a finite number.
+    ollama_magic.engine.errors.InvalidRequestError: options.temperature is nan: give a finite number.
     """
     if isinstance(value, float) and not math.isfinite(value):
         raise InvalidRequestError(f"{where} is {value}: give a finite number.")

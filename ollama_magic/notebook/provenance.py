@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from .result import GenerationResult
+from ..engine.result import GenerationResult
 
 #: Request fields that shape an answer (the prompt and context are the cell and the thread).
 _FIELDS = ("options", "format", "system", "template", "suffix", "raw", "think", "truncate", "shift", "keep_alive")
@@ -20,7 +20,7 @@ _FIELDS = ("options", "format", "system", "template", "suffix", "raw", "think", 
 
 def provenance(result: GenerationResult, *, thread: str | None, server_version: str | None) -> dict[str, Any]:
     """The metadata of one answer's output (JSON-serialisable)."""
-    from .version import __version__
+    from ..version import __version__
 
     request = result.request
     record: dict[str, Any] = {

@@ -86,7 +86,7 @@ class GenerationResult:
     #: Why this answer is missing or incomplete, in one line (an interrupted or failed
     #: generation, a generate_many item that failed or was not run; None for an answer that arrived).
     error: str | None = None
-    #: True when the answer was served from the cache (ollama_magic.cache), not generated now.
+    #: True when the answer was served from the cache (ollama_magic.batch.cache), not generated now.
     cached: bool = False
     #: How many times a busy server (HTTP 503/429) was asked again for this answer.
     busy_retries: int = 0

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicHelpFormatter, argument, magic_arguments
 
-from .errors import InvalidRequestError
-from .request import MAX_TOP_LOGPROBS, check_options, merge_options, normalize_keep_alive
+from ..engine.errors import InvalidRequestError
+from ..engine.request import MAX_TOP_LOGPROBS, check_options, merge_options, normalize_keep_alive
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -391,7 +391,7 @@ def build_call(
     ``defaults`` holds the configured traits (model, host, timeout, keep_alive, options, busy_retries).
     Raises UsageError for anything wrong, before any request is made.
     """
-    from .interpolate import interpolate
+    from ..engine.interpolate import interpolate
 
     each, prompts = _each(args, prompt, namespace)
     if not args.no_interpolate and each is None:
@@ -482,7 +482,7 @@ def build_call(
     cache = args.cache if args.cache is not None else (defaults.get("cache") if each is not None else None)
     conversation = args.conversation or defaults.get("conversation") or "auto"
     if conversation == "messages" and not args.no_context and each is None:
-        from .request import CHAT_CANNOT_CARRY
+        from ..engine.request import CHAT_CANNOT_CARRY
 
         refused = [flag for name, flag in CHAT_CANNOT_CARRY.items() if getattr(args, name)]
         if refused:
@@ -512,7 +512,7 @@ def build_call(
 
 def _each(args: argparse.Namespace, template: str, namespace: Mapping[str, Any]) -> tuple[Any, list[str] | None]:
     """Check the --each options and fill the template for every item (nothing is sent yet)."""
-    from . import each
+    from ..batch import each
 
     if args.each is None:
         if args.concurrency is not None:
