@@ -32,7 +32,7 @@ from run import table
 
 import ollama_magic
 from ollama_magic import generate_many
-from ollama_magic.evaluation.model import evaluate
+from ollama_magic.evaluation.runner import evaluate
 from ollama_magic.evaluation.view import NotebookEvaluation
 
 MODELS = ["bench", "bench-b"]

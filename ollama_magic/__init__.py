@@ -28,7 +28,9 @@ from .engine.errors import (
 )
 from .engine.generation import IgnoredFieldWarning, SchemaKeywordWarning, generate
 from .engine.result import GenerationResult, Stats
-from .evaluation.model import Evaluation, EvaluationInterrupted, evaluate
+from .evaluation.model import EvaluationInterrupted
+from .evaluation.runner import evaluate
+from .evaluation.view import Evaluation
 from .version import __version__
 
 __all__ = [

@@ -21,6 +21,7 @@ from typing import TextIO
 
 from .display.render import footer_text
 from .engine.client import OllamaClient
+from .engine.connection import Connection
 from .engine.errors import GenerationInterrupted, ModelNotFoundError, OllamaMagicError, OllamaResponseError
 from .engine.generation import generate
 from .engine.request import MODEL_ENV, resolve_model
@@ -88,7 +89,7 @@ def _fallback_model(args: argparse.Namespace, client: OllamaClient, failed: str)
 
 def run_generate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Answer ``args.prompt``; return the exit status.  Raises CliError for one-line failures."""
-    client = OllamaClient(args.host, args.timeout)
+    client = Connection(host=args.host, timeout=args.timeout).client()
     model = resolve_model(args.model)
     if not model:
         if args.no_fallback:

@@ -27,8 +27,9 @@ from pytest_httpserver import HTTPServer
 from werkzeug.wrappers import Request, Response
 
 from ollama_magic import InvalidRequestError
-from ollama_magic.evaluation.model import Evaluation, EvaluationInterrupted, evaluate
-from ollama_magic.evaluation.view import NotebookEvaluation
+from ollama_magic.evaluation.model import EvaluationInterrupted
+from ollama_magic.evaluation.runner import evaluate
+from ollama_magic.evaluation.view import Evaluation, NotebookEvaluation
 
 from .conftest import FINAL_STATS, notebook_like, run
 

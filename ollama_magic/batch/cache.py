@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..engine.connection import Connection
 from ..engine.errors import OllamaMagicError
 from ..engine.request import encode_image
 from ..engine.result import GenerationResult, Stats
@@ -297,27 +298,19 @@ def open_cache(cache: str | Path | ResultCache | None) -> ResultCache | None:
     return ResultCache(cache)
 
 
-def model_digests(client: Any, models: Iterable[str], timeout: float = 5.0) -> dict[str, str | None]:
+def model_digests(connection: Connection, models: Iterable[str], timeout: float = 5.0) -> dict[str, str | None]:
     """The digest of each model as the server reports it now, None where unknown.
 
-    One ``GET /api/tags``; a server that is down, slow or not Ollama gives no digests,
-    so stored answers are served as they are (the point of a cache for offline re-runs).
+    One ``GET /api/tags``, reaching the server as the requests themselves do (same host,
+    headers, TLS settings and API-key hosts: a server behind a password would otherwise
+    answer 401 and the digest check would be silently lost), but never waiting for a busy
+    server; a server that is down, slow or not Ollama gives no digests, so stored answers
+    are served as they are (the point of a cache for offline re-runs).
     """
     wanted = list(dict.fromkeys(models))
     digests: dict[str, str | None] = dict.fromkeys(wanted)
     try:
-        from ..engine.client import OllamaClient
-
-        probe = OllamaClient(  # reached as the client reaches it, but never waiting for a busy server
-            client.host,
-            timeout,
-            session=client.session,
-            busy_retries=0,
-            headers=getattr(client, "headers", None),
-            verify=getattr(client, "verify", None),
-            api_key_hosts=getattr(client, "api_key_hosts", None),
-        )
-        tags = probe.tags()
+        tags = connection.probe(timeout).tags()
     except (OllamaMagicError, OSError, ValueError):
         return digests
     by_name: dict[str, str] = {}
@@ -330,30 +323,6 @@ def model_digests(client: Any, models: Iterable[str], timeout: float = 5.0) -> d
         full = model if ":" in model.rsplit("/", 1)[-1] else f"{model}:latest"
         digests[model] = by_name.get(model) or by_name.get(full)
     return digests
-
-
-#: The generate() fields that say how to reach a server (and so how to ask it for digests).
-_REACH = ("host", "headers", "verify", "api_key_hosts")
-
-
-def digest_client(fields: Mapping[str, Any]) -> Any:
-    """A client for the digest probe that reaches the server as the request itself would:
-    same host, headers, TLS settings and API-key hosts (a server behind a password would
-    otherwise answer the probe with 401, and the digest check would be silently lost)."""
-    from ..engine.client import OllamaClient
-
-    return OllamaClient(
-        fields.get("host"),
-        5.0,
-        headers=fields.get("headers"),
-        verify=fields.get("verify"),
-        api_key_hosts=fields.get("api_key_hosts"),
-    )
-
-
-def reach_key(fields: Mapping[str, Any]) -> str:
-    """Items with the same key reach the same server the same way (one probe for them)."""
-    return repr([fields.get(name) for name in _REACH])
 
 
 class CellCache:
@@ -370,7 +339,7 @@ class CellCache:
         return str(self.cache.path)
 
     @classmethod
-    def open(cls, path: str | None, fields: Mapping[str, Any]) -> CellCache | None:
+    def open(cls, path: str | None, fields: Mapping[str, Any], connection: Connection) -> CellCache | None:
         """Look the cell's request up (None without a cache path); a hit is in ``.hit``."""
         if not path:
             return None
@@ -378,7 +347,7 @@ class CellCache:
         try:
             key = request_key(fields)
             model = str(fields.get("model") or "")
-            digest = model_digests(digest_client(fields), [model])[model]
+            digest = model_digests(connection, [model])[model]
             hit = store.get(key, digest)
         except BaseException:
             store.close()

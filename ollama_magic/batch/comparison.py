@@ -28,6 +28,7 @@ from typing import Any, TextIO
 from ..display.logprobs import TokenProbabilities
 from ..display.render import Answer, StreamingMarkdown, format_seconds
 from ..engine import structured
+from ..engine.connection import split
 from ..engine.errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
 from ..engine.generation import generate
 from ..engine.request import build_chat_payload, build_generate_payload
@@ -226,6 +227,7 @@ def compare(
         if name in fields:
             raise TypeError(f"compare() does not take {name!r}")
     histories = {m: v for m, v in (messages or {}).items() if v is not None}
+    connection, fields = split(fields)
     _check_fields(prompt, names[0], fields, chat=bool(histories))
     contexts = dict(context or {})
     events: queue.Queue[Event] = queue.Queue()
@@ -250,6 +252,7 @@ def compare(
                 on_attempt=on_attempt,
                 on_warning=lambda message: events.put(Event("warning", model, message=message)),
                 cancel=stop,
+                client=connection.client(),
                 **fields,
             )
         except BaseException as exc:  # every failure belongs in its column, even a bug's

@@ -28,17 +28,18 @@ from typing import Any
 
 from ..engine import structured
 from ..engine.client import OllamaClient
+from ..engine.connection import Connection, split
 from ..engine.errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
 from ..engine.generation import generate
 from ..engine.request import MODEL_ENV, resolve_model
 from ..engine.result import NOT_RUN, GenerationResult
 from ..engine.result import outcome as status
-from .cache import ResultCache, cacheable, digest_client, model_digests, open_cache, reach_key, request_key
+from .cache import ResultCache, cacheable, model_digests, open_cache, request_key
 from .results import BatchResults, BatchState, Progress
 
 #: generate() keywords an item (a dict) may set; the callbacks and the client are the batch's.
 _ENGINE_ONLY = {"on_chunk", "on_attempt", "on_result", "on_warning", "on_retry", "client"}
-ITEM_KEYS = frozenset(inspect.signature(generate).parameters) - _ENGINE_ONLY
+ITEM_KEYS = (frozenset(inspect.signature(generate).parameters) - _ENGINE_ONLY) | {"connection"}
 
 
 class BatchInterrupted(GenerationInterrupted):
@@ -70,8 +71,9 @@ class _CancelScope:
 # -- the batch --------------------------------------------------------------------------
 
 
-def _items(prompts: Iterable[Any], fields: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each item as generate() keywords: the batch's fields, overridden by the item's own."""
+def _items(prompts: Iterable[Any], fields: dict[str, Any], connection: Connection) -> list[dict[str, Any]]:
+    """Each item as generate() keywords: the batch's fields, overridden by the item's own,
+    and under ``"connection"`` the server it goes to (the batch's, or the item's own)."""
     formats: dict[int, Any] = {}
 
     def resolved(value: Any) -> Any:
@@ -114,6 +116,8 @@ def _items(prompts: Iterable[Any], fields: dict[str, Any]) -> list[dict[str, Any
             )
         if (item.get("retries") or 0) < 0:
             raise InvalidRequestError("retries must be 0 or more.")
+        own, item = split({"connection": connection, **item})  # an item's own host (or connection) wins
+        item["connection"] = own
         items.append(item)
     return items
 
@@ -175,7 +179,8 @@ def generate_many(
         fields["model"] = model
     if busy_retries is not None:
         fields["busy_retries"] = busy_retries
-    items = _items(prompts, fields)
+    connection, fields = split(fields)
+    items = _items(prompts, fields, connection)
     total = len(items)
     store = open_cache(cache)
     owns_store = store is not None and not isinstance(cache, ResultCache)
@@ -228,13 +233,13 @@ def generate_many(
         if not pending:
             finished.set()
 
-        def run(index: int, clients: dict[Any, OllamaClient]) -> GenerationResult:
+        def run(index: int, clients: dict[Connection, OllamaClient]) -> GenerationResult:
             item = items[index]
-            where = (item.get("host"), repr(item.get("timeout")))
+            kwargs = dict(item)
+            where: Connection = kwargs.pop("connection")
             client = clients.get(where)
             if client is None:  # one per thread and server: its connections are reused
-                client = clients[where] = OllamaClient(item.get("host"), item.get("timeout"))
-            kwargs = {k: v for k, v in item.items() if k not in ("host", "timeout")}
+                client = clients[where] = where.client()
 
             def on_retry(retry: Any) -> None:  # a busy server (the engine waits no more once stopped)
                 with lock:
@@ -335,10 +340,10 @@ def generate_many(
 
 def _digests(items: list[dict[str, Any]]) -> dict[str, str | None]:
     """Each model's digest on the server its items go to (one /api/tags per server)."""
-    by_server: dict[str, tuple[dict[str, Any], set[str]]] = {}
+    by_server: dict[Connection, set[str]] = {}
     for item in items:
-        by_server.setdefault(reach_key(item), (item, set()))[1].add(item["model"])
+        by_server.setdefault(item["connection"], set()).add(item["model"])
     digests: dict[str, str | None] = {}
-    for item, models in by_server.values():
-        digests.update(model_digests(digest_client(item), sorted(models)))
+    for connection, models in by_server.items():
+        digests.update(model_digests(connection, sorted(models)))
     return digests

@@ -8,16 +8,16 @@ the same.
 
 from __future__ import annotations
 
-import copy
 import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Protocol
 
-from . import auth, capabilities, features, structured
+from . import capabilities, features, structured
 from .busy import BusyRetry, RetryCallback
 from .client import OllamaClient, OpenRequest, Timeout
+from .connection import Connection
 from .conversation import check_mode
 from .errors import GenerationInterrupted, OllamaMagicError, OllamaResponseError
 from .request import ImageInput, build_chat_payload, build_generate_payload, check_timeout, resolve_model
@@ -162,30 +162,20 @@ def generate(
         if on_retry is not None:
             on_retry(retry)
 
-    if client is None:
-        client = OllamaClient(
-            host,
-            timeout,
-            busy_retries=busy_retries,
-            on_retry=count_retry,
-            headers=headers,
-            verify=verify,
-            api_key_hosts=api_key_hosts,
-            host_option=host_option,
-        )
-    else:  # the caller's client, with this call's settings (its session is shared)
-        client = copy.copy(client)
-        client.on_retry = count_retry
-        if busy_retries is not None:
-            client.busy_retries = busy_retries
-        if headers is not None:
-            client.headers = auth.check_headers(headers)
-        if verify is not None:
-            client.verify = auth.check_verify(verify)
-        if api_key_hosts is not None:
-            client.api_key_hosts = list(api_key_hosts)
-        if host_option is not None:
-            client.host_option = host_option
+    connection = Connection(
+        host=host,
+        timeout=timeout,
+        headers=headers,
+        verify=verify,
+        api_key_hosts=tuple(api_key_hosts) if api_key_hosts is not None else None,
+        busy_retries=busy_retries,
+        host_option=host_option,
+    )
+    # The caller's client (a batch shares one per server) keeps its session and host, with
+    # this call's settings; otherwise the connection makes one.
+    client = (
+        connection.client(on_retry=count_retry) if client is None else connection.adapt(client, on_retry=count_retry)
+    )
     base = {
         "model": resolve_model(model),
         "suffix": suffix,

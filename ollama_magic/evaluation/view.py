@@ -1,7 +1,7 @@
 """Showing an evaluation: a progress line per contender and a grid that fills in, then the
 summary table and a chart.
 
-While :func:`~ollama_magic.evaluation.model.evaluate` runs, the cell holds one display that is
+While :func:`~ollama_magic.evaluation.runner.evaluate` runs, the cell holds one display that is
 redrawn at most every ``interval`` seconds (and only when an answer arrived), whatever the
 rate: a progress line per contender (done / total, failures, tokens/s, accuracy so far) and
 a grid of the first rows × contenders, each cell an answer shortened to one line; the whole
@@ -22,7 +22,7 @@ import html
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from ..batch.results import BatchResults, BatchState
 from ..batch.view import clip
@@ -30,9 +30,7 @@ from ..display.render import notebook_display
 from ..engine.result import failure_reason
 from ..engine.result import outcome as status
 from ..engine.terminal import one_line
-
-if TYPE_CHECKING:
-    from .model import Evaluation, Tracker
+from .model import EvaluationData, Tracker
 
 _MUTED = "opacity:0.7;font-size:0.85em"
 _TRACK = "flex:0 0 10em;height:0.7em;border:1px solid rgba(128,128,128,0.6);border-radius:3px;overflow:hidden"
@@ -490,3 +488,23 @@ def default_view(tracker: Tracker, rows: int = 8) -> NotebookEvaluation | Termin
     if display is not None:
         return NotebookEvaluation(display, tracker, rows=rows)
     return TerminalEvaluation(sys.stderr, tracker)
+
+
+class Evaluation(EvaluationData):
+    """An evaluation's answers and figures; what ``-o OUT`` holds and :func:`evaluate` returns.
+
+    ``summary_rows()`` / ``.summary``: one row per contender (answered, failed, accuracy,
+    agreement, median and p95 seconds per row, tokens/s, total tokens); ``.results``:
+    one row per answer; ``disagreements()``, ``mistakes(model)``; ``chart()``.
+    Accuracy counts a failed answer as wrong (rows that did not run are left out);
+    agreement is the share of rows, among those both answered, where a contender gave
+    the same answer as each other one (the mean over the others).  Shown in a notebook,
+    it is the summary table, the chart and the grid of the first rows.
+    """
+
+    def chart(self) -> Any:
+        """Accuracy and tokens/s per contender as an SVG (shown inline; ``.svg`` is its text)."""
+        return Chart(self.summary_rows(), [c.label for c in self.contenders], scored=self.expect is not None)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
+        return EvaluationDisplay(self)._repr_mimebundle_()

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from IPython.core.error import UsageError
 from IPython.core.magic_arguments import MagicHelpFormatter, argument, magic_arguments
 
+from ..engine.connection import Connection
 from ..engine.errors import InvalidRequestError
 from ..engine.request import MAX_TOP_LOGPROBS, check_options, merge_options, normalize_keep_alive
 
@@ -340,6 +341,9 @@ class Call:
     #: Where the host came from ("--host", the %config setting; None: OLLAMA_HOST or the
     #: default), so a connection error names the setting to fix.
     host_origin: str | None = None
+    #: Which server and how to reach it: the settings, the line's --host, --timeout and
+    #: --busy-retries, built once when the line is parsed and passed down (engine/connection.py).
+    connection: Connection = field(default_factory=Connection)
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:

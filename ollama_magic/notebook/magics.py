@@ -23,6 +23,7 @@ from ..display.notes import show_note
 from ..display.render import NotebookView, TerminalView, View, footer_text
 from ..engine import busy, structured
 from ..engine.client import OllamaClient
+from ..engine.connection import Connection, split
 from ..engine.conversation import MODES, ConversationStore, Start, messages_of
 from ..engine.errors import GenerationInterrupted, InvalidRequestError, OllamaMagicError
 from ..engine.generation import generate
@@ -210,7 +211,10 @@ class GenerateMagics(Magics):
         try:
             call = build_call(args, prompt, namespace=self.shell.user_ns, defaults=self._defaults())
             parse_host(call.kwargs["host"])
-            call.kwargs.update(self._credentials())
+            # The settings, then this line's --host, --timeout and --busy-retries: one value,
+            # which names where its host came from, for the "could not reach" line.
+            connection = self.connection().replace(host_option=call.host_origin)
+            call.connection, call.kwargs = split({**call.kwargs, "connection": connection})
             if call.kwargs["format"] is not None:
                 call.kwargs["format"] = structured.resolve_format(call.kwargs["format"])
         except (InvalidRequestError, OllamaMagicError, ValueError) as exc:
@@ -238,7 +242,7 @@ class GenerateMagics(Magics):
         notes = [start.note] if start and start.note else []
         show_footer = self.show_stats and not call.quiet
 
-        cached = CellCache.open(call.cache, kwargs)
+        cached = CellCache.open(call.cache, kwargs, call.connection)
         if cached is not None and cached.hit is not None:
             # The stored answer for this exact request, in this exact conversation position
             # (the context sent is part of the key): the thread moves on exactly as it did
@@ -273,7 +277,7 @@ class GenerateMagics(Magics):
                 status = "rejected: the answer does not match the schema"
             metadata = None
             if isinstance(view, NotebookView):  # only a notebook output keeps metadata
-                version = self._server_version(kwargs["host"])
+                version = self._server_version(call.connection)
                 metadata = provenance(result, thread=result.thread, server_version=version)
             view.finish(result, footer_text(result) if show_footer else None, status, metadata=metadata)
             if result.logprobs:
@@ -282,7 +286,7 @@ class GenerateMagics(Magics):
         try:
             result = generate(
                 **kwargs,
-                host_option=call.host_origin,
+                client=call.connection.client(),
                 on_chunk=view.chunk,
                 on_attempt=on_attempt,
                 on_result=on_result,
@@ -351,6 +355,7 @@ class GenerateMagics(Magics):
                 progress=view,
                 cache=call.cache,
                 on_warning=show_note,
+                connection=call.connection,
                 **kwargs,
             )
         except BatchInterrupted as exc:
@@ -364,7 +369,8 @@ class GenerateMagics(Magics):
 
     def _run_evaluation(self, call: Call) -> None:
         """``--each`` with several -m or ``--expect``: every row to every model, scored (evaluation.py)."""
-        from ..evaluation.model import EvaluationInterrupted, evaluate
+        from ..evaluation.model import EvaluationInterrupted
+        from ..evaluation.runner import evaluate
         from ..evaluation.view import NotebookEvaluation, TerminalEvaluation
 
         if getattr(self.shell, "kernel", None) is not None:
@@ -383,6 +389,7 @@ class GenerateMagics(Magics):
                 progress=view,
                 namespace=self.shell.user_ns,
                 on_warning=lambda message: print(f"Note: {message}", file=sys.stderr),
+                connection=call.connection,
                 **kwargs,
             )
         except EvaluationInterrupted as exc:
@@ -433,6 +440,7 @@ class GenerateMagics(Magics):
                 messages=messages,
                 on_event=shown.on_event,
                 on_tick=shown.on_tick,
+                connection=call.connection,
                 **kwargs,
             )
         except InvalidRequestError as exc:
@@ -451,7 +459,7 @@ class GenerateMagics(Magics):
                 )
                 _thread_messages(result, commit.state)
         if isinstance(shown, LiveComparison):  # only a notebook output keeps metadata
-            version = self._server_version(kwargs["host"])
+            version = self._server_version(call.connection)
             view.metadata = {
                 "comparison": [provenance(r, thread=r.thread, server_version=version) for r in results.values()]
             }
@@ -462,9 +470,9 @@ class GenerateMagics(Magics):
             raise OllamaMagicError(f"Every model failed; the first: {results.errors[call.models[0]]}")
         return results
 
-    def _server_version(self, host: str | None) -> str | None:
+    def _server_version(self, connection: Connection) -> str | None:
         """The server's version for the output metadata: asked once per server, None if unknown."""
-        client = OllamaClient(host, 5.0)
+        client = connection.probe()
         url = client.base_url
         if url not in self._versions:
             try:
@@ -475,32 +483,28 @@ class GenerateMagics(Magics):
 
     # -- %ollama --------------------------------------------------------------------
 
-    def _credentials(self) -> dict[str, Any]:
-        """The headers, TLS and API-key settings, checked (a UsageError names no secret)."""
-        from ..engine.auth import check_headers, check_verify
-
-        return {
-            "headers": check_headers(self.headers) or None,
-            "verify": check_verify(self.verify),
-            "api_key_hosts": list(self.api_key_hosts) or None,
-        }
+    def connection(self) -> Connection:
+        """Which server and how to reach it, from the settings; checked here (a bad header is
+        one line that names no secret).  Built once per cell and passed down."""
+        return Connection(
+            host=self.host or None,
+            timeout=self.timeout,
+            headers=self.headers or None,
+            verify=self.verify,
+            api_key_hosts=tuple(self.api_key_hosts) or None,
+            busy_retries=self.busy_retries,
+            host_option="%config GenerateMagics.host",
+        )
 
     def client(self) -> OllamaClient:
         """A client for the configured server (OLLAMA_HOST is read at each request).
 
         A busy server is retried as for %%generate, each wait announced as a note (stderr in a terminal)."""
         try:
-            credentials = self._credentials()
+            connection = self.connection()
         except OllamaMagicError as exc:
             raise UsageError(str(exc)) from None
-        return OllamaClient(
-            self.host or None,
-            self.timeout,
-            busy_retries=self.busy_retries,
-            on_retry=lambda retry: show_note(retry.message(), label=""),
-            **credentials,
-            host_option="%config GenerateMagics.host",
-        )
+        return connection.client(on_retry=lambda retry: show_note(retry.message(), label=""))
 
     @line_magic
     def ollama(self, line: str) -> None:

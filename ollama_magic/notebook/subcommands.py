@@ -16,18 +16,37 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from IPython.core.error import UsageError
 
+from ..engine.client import OllamaClient
+from ..engine.connection import Connection
+from ..engine.conversation import ConversationStore
 from ..engine.request import resolve_model
 from ..server import management
 
-if TYPE_CHECKING:  # pragma: no cover - typing only: magics imports this module
-    from .magics import GenerateMagics
+
+class Session(Protocol):
+    """What a subcommand may use of the magics (``GenerateMagics`` is one): the settings, the
+    threads, the kernel's last error and a client.  Written out here, so this module does
+    not import the magics that call it (arrows point one way: magics -> subcommands)."""
+
+    shell: Any
+    model: str
+    cache: str
+    conversation: str
+    conversations: ConversationStore
+    last_error: Any
+
+    def connection(self) -> Connection: ...
+
+    def client(self) -> OllamaClient: ...
+
+    def generate(self, line: str, cell: str | None = None) -> Any: ...
 
 
-Handler = Callable[["GenerateMagics", list[str]], Any]
+Handler = Callable[[Session, list[str]], Any]
 
 
 @dataclass(frozen=True)
@@ -62,7 +81,7 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
-def run(magics: GenerateMagics, line: str) -> Any:
+def run(magics: Session, line: str) -> Any:
     """Dispatch one ``%ollama`` line to its subcommand; usage mistakes are one-line UsageErrors."""
     try:
         words = shlex.split(line)
@@ -90,25 +109,25 @@ def expect(args: list[str], usage: str, *, at_least: int = 0, at_most: int = 0) 
 
 
 @subcommand("list", "the models on the server")
-def _list(magics: GenerateMagics, args: list[str]) -> None:
+def _list(magics: Session, args: list[str]) -> None:
     expect(args, "list")
     print(management.models_table(magics.client().tags()))
 
 
 @subcommand("ps", "the models loaded in memory now")
-def _ps(magics: GenerateMagics, args: list[str]) -> None:
+def _ps(magics: Session, args: list[str]) -> None:
     expect(args, "ps")
     print(management.loaded_table(magics.client().ps()))
 
 
 @subcommand("show MODEL", "a model's details: family, size, capabilities, template")
-def _show(magics: GenerateMagics, args: list[str]) -> None:
+def _show(magics: Session, args: list[str]) -> None:
     (name,) = expect(args, "show MODEL", at_least=1, at_most=1)
     print(management.show_text(name, magics.client().show(name)))
 
 
 @subcommand("pull [--insecure] MODEL", "download a model onto the server, with a progress bar")
-def _pull(magics: GenerateMagics, args: list[str]) -> None:
+def _pull(magics: Session, args: list[str]) -> None:
     from ..server import pull
 
     insecure = "--insecure" in args
@@ -120,7 +139,7 @@ def _pull(magics: GenerateMagics, args: list[str]) -> None:
 
 
 @subcommand("version", "this package's version and the server's")
-def _version(magics: GenerateMagics, args: list[str]) -> None:
+def _version(magics: Session, args: list[str]) -> None:
     from ..version import __version__
 
     expect(args, "version")
@@ -130,7 +149,7 @@ def _version(magics: GenerateMagics, args: list[str]) -> None:
 
 
 @subcommand("wait [SECONDS]", "wait until the server answers (default 120 s), e.g. as a notebook's first cell")
-def _wait(magics: GenerateMagics, args: list[str]) -> None:
+def _wait(magics: Session, args: list[str]) -> None:
     import time
 
     (given,) = expect(args, "wait [SECONDS]", at_most=1) or ["120"]
@@ -159,7 +178,7 @@ def _wait(magics: GenerateMagics, args: list[str]) -> None:
 class StatusLine:
     """One line of text updated in place: a display handle in a notebook, ``\r`` in a terminal."""
 
-    def __init__(self, magics: GenerateMagics) -> None:
+    def __init__(self, magics: Session) -> None:
         self._kernel = getattr(magics.shell, "kernel", None) is not None
         self._handle: Any = None
         self._width = 0
@@ -181,13 +200,13 @@ class StatusLine:
 
 
 @subcommand("threads", "the conversation threads: model, turns, context length")
-def _threads(magics: GenerateMagics, args: list[str]) -> None:
+def _threads(magics: Session, args: list[str]) -> None:
     expect(args, "threads")
     print(management.threads_table(magics.conversations))
 
 
 @subcommand("reset [THREAD]", "forget one conversation thread, or all of them")
-def _reset(magics: GenerateMagics, args: list[str]) -> None:
+def _reset(magics: Session, args: list[str]) -> None:
     rest = expect(args, "reset [THREAD]", at_most=1)
     forgotten = magics.conversations.reset(rest[0] if rest else None)
     if rest:  # and the thread's per-model conversations of compared models, "THREAD [MODEL]"
@@ -197,7 +216,7 @@ def _reset(magics: GenerateMagics, args: list[str]) -> None:
 
 
 @subcommand("history [THREAD]", "a thread's turns: who, the first line, tokens")
-def _history(magics: GenerateMagics, args: list[str]) -> None:
+def _history(magics: Session, args: list[str]) -> None:
     from .transcript import history_text
 
     rest = expect(args, "history [THREAD]", at_most=1)
@@ -213,7 +232,7 @@ def _history(magics: GenerateMagics, args: list[str]) -> None:
 
 
 @subcommand("save [THREAD] PATH", "write a thread to a JSON file (no headers or keys), for %ollama load")
-def _save(magics: GenerateMagics, args: list[str]) -> None:
+def _save(magics: Session, args: list[str]) -> None:
     from .transcript import TranscriptError, save
 
     rest = expect(args, "save [THREAD] PATH", at_least=1, at_most=2)
@@ -227,7 +246,7 @@ def _save(magics: GenerateMagics, args: list[str]) -> None:
 
 
 @subcommand("load PATH [THREAD]", "restore a thread saved by %ollama save (replacing one of that name)")
-def _load(magics: GenerateMagics, args: list[str]) -> None:
+def _load(magics: Session, args: list[str]) -> None:
     from .transcript import TranscriptError, load
 
     rest = expect(args, "load PATH [THREAD]", at_least=1, at_most=2)
@@ -239,7 +258,7 @@ def _load(magics: GenerateMagics, args: list[str]) -> None:
 
 
 @subcommand("ui", "a point-and-click panel that shares the threads with %%generate")
-def _ui(magics: GenerateMagics, args: list[str]) -> None:
+def _ui(magics: Session, args: list[str]) -> None:
     from IPython.display import display
 
     from ..widgets.panel import GeneratePanel
@@ -251,18 +270,15 @@ def _ui(magics: GenerateMagics, args: list[str]) -> None:
     display(
         GeneratePanel(
             model=resolve_model(magics.model),
-            host=magics.host or None,
             conversations=magics.conversations,
-            timeout=magics.timeout,
-            busy_retries=magics.busy_retries,
             conversation=magics.conversation,
-            **magics._credentials(),
+            connection=magics.connection(),
         )
     )
 
 
 @subcommand("cache [info | clear] [PATH]", "the answer cache: what it holds, or empty it")
-def _cache(magics: GenerateMagics, args: list[str]) -> None:
+def _cache(magics: Session, args: list[str]) -> None:
     from ..batch.cache import ResultCache, info_text
 
     usage = "cache [info | clear] [PATH]"
@@ -290,7 +306,7 @@ def _cache(magics: GenerateMagics, args: list[str]) -> None:
 
 
 @subcommand("explain [MODEL]", "the last error of this kernel explained, by the default model (thread explain)")
-def _explain(magics: GenerateMagics, args: list[str]) -> None:
+def _explain(magics: Session, args: list[str]) -> None:
     from .explain import prompt
 
     rest = expect(args, "explain [MODEL]", at_most=1)
@@ -302,5 +318,5 @@ def _explain(magics: GenerateMagics, args: list[str]) -> None:
 
 
 @subcommand("help", "this list")
-def _help(magics: GenerateMagics, args: list[str]) -> None:
+def _help(magics: Session, args: list[str]) -> None:
     print(help_text())

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from ..engine.client import OllamaClient
+from ..engine.connection import Connection
 from ..engine.errors import OllamaConnectionError, OllamaMagicError, OllamaResponseError
 from ..engine.terminal import one_line as printable
 
@@ -406,7 +407,7 @@ def pull(
     Raises :class:`RegistryUnreachableError`, :class:`PullError` or, on Ctrl-C,
     :class:`PullInterrupted`, each with a one-line message.
     """
-    client = client or OllamaClient()
+    client = client or Connection().client()
     view = view or default_view()
     state = PullState(model)
     stream = progress if progress is not None else client.pull(model, insecure=insecure)

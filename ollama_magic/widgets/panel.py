@@ -28,7 +28,7 @@ from typing import Any
 import ipywidgets as w
 
 from ..display.render import Answer, footer_text
-from ..engine.client import OllamaClient
+from ..engine.connection import Connection
 from ..engine.conversation import ConversationStore, check_mode, messages_of
 from ..engine.errors import GenerationInterrupted, OllamaMagicError
 from ..engine.generation import generate
@@ -143,14 +143,21 @@ class GeneratePanel:
         verify: bool | str | None = None,
         api_key_hosts: list[str] | None = None,
         conversation: str = "auto",
+        connection: Connection | None = None,
     ) -> None:
-        self.host = host or None
+        #: Which server and how to reach it; the credentials stay off the widgets, so nothing
+        #: shows or saves them.  ``connection`` (as %ollama ui passes it) wins over the loose keywords.
+        self.connection = connection or Connection(
+            host=host or None,
+            timeout=timeout,
+            headers=headers,
+            verify=verify,
+            api_key_hosts=tuple(api_key_hosts) if api_key_hosts is not None else None,
+            busy_retries=busy_retries,
+        )
+        self.host = self.connection.host
         #: How threads continue, as %config GenerateMagics.conversation (conversation.MODES).
         self.conversation = check_mode(conversation)
-        self.timeout = timeout
-        self.busy_retries = busy_retries
-        # Credentials for the server; kept off the widgets, so nothing shows or saves them.
-        self._credentials: dict[str, Any] = {"headers": headers, "verify": verify, "api_key_hosts": api_key_hosts}
         self.conversations = conversations or ConversationStore()
         self.update_interval = update_interval
         self.result: GenerationResult | None = None
@@ -245,7 +252,7 @@ class GeneratePanel:
 
     def _fetch_models(self) -> list[str]:
         try:
-            return model_names(OllamaClient(self.host, self.timeout, **self._credentials).tags())
+            return model_names(self.connection.client().tags())
         except OllamaMagicError as exc:
             self._say(str(exc), error=True)
             return []
@@ -361,10 +368,7 @@ class GeneratePanel:
                 format="json" if verbatim else None,
                 context=start.context,
                 messages=start.messages,
-                host=self.host,
-                timeout=self.timeout,
-                busy_retries=self.busy_retries,
-                **self._credentials,
+                client=self.connection.client(),
                 on_chunk=on_chunk,
                 on_retry=lambda retry: self._say(retry.message()),
                 cancel=cancel,

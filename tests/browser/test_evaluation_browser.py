@@ -141,7 +141,7 @@ def test_a_saved_evaluation_in_a_notebook_someone_else_saved(page: Any, lab: Any
     for i in range(8):
         text = "positive" if i % 2 == 0 or i == 3 else HOSTILE
         tracker.record(i, GenerationResult(text=text, model="m", stats=Stats(eval_count=5, eval_duration=10**8)))
-    from ollama_magic.evaluation.model import Evaluation
+    from ollama_magic.evaluation.view import Evaluation
 
     bundle = EvaluationDisplay(Evaluation(rows, tracker))._repr_mimebundle_()
     path = write_notebook(lab.root / "shared-evaluation.ipynb", "%%generate --each reviews -m alpha -m beta\n{text}")

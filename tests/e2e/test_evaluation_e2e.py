@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from ollama_magic.evaluation.model import Evaluation, evaluate
+from ollama_magic.evaluation.runner import evaluate
+from ollama_magic.evaluation.view import Evaluation
 
 from ..conftest import SHORT, run
 
