@@ -38,6 +38,7 @@ include_patterns = ["docs/**", "examples/*.ipynb", "benchmarks/README.md", "scri
 exclude_patterns = [
     "docs/_build",
     "docs/_ext",
+    "docs/_extra",
     "**/.ipynb_checkpoints",
     # never walked: environments, servers, caches
     ".git",
@@ -89,4 +90,6 @@ nitpick_ignore_regex = [
 html_theme = "furo"
 html_title = f"ollama_magic {__version__}"
 html_static_path = ["_static"]
+# index.html at the top of the built site, leading to the front page (docs/index.html).
+html_extra_path = ["_extra"]
 html_show_sourcelink = False
