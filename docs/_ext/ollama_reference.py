@@ -105,6 +105,25 @@ class Subcommands(SphinxDirective):
         return [_table(["command", "what it does"], rows, [35, 65])]
 
 
+#: traitlets' own words for a type ("a unicode string"), as Python names it.
+_KINDS = {
+    "a unicode string": "str",
+    "an int": "int",
+    "a float": "float",
+    "a boolean": "bool",
+    "a dict": "dict",
+    "a list": "list",
+}
+
+
+def _kind(trait: Any) -> str:
+    """What a setting takes: ``str``, ``bool or str``, ``'auto', 'context' or 'messages'``."""
+    values = getattr(trait, "values", None)
+    if values:
+        return ", ".join(repr(v) for v in values[:-1]) + f" or {values[-1]!r}"
+    return " or ".join(_KINDS.get(part, part) for part in trait.info().split(" or "))
+
+
 class Settings(SphinxDirective):
     """Every ``%config GenerateMagics.*`` setting: its type, default and help text."""
 
@@ -116,9 +135,9 @@ class Settings(SphinxDirective):
             rows.append(
                 [
                     _code(f"GenerateMagics.{name}"),
-                    type(trait).__name__,
+                    _kind(trait),
                     _code(repr(default)),
-                    trait.help.replace("%%", "%"),
+                    trait.help,  # plain text: its %%generate is the cell magic's name
                 ]
             )
         return [_table(["setting", "type", "default", "meaning"], rows, [25, 10, 15, 50])]
