@@ -75,9 +75,9 @@ napoleon_numpy_docstring = False
 
 # No intersphinx: the build reaches no network. Types from the standard library and other
 # packages in signatures therefore have no page to link to. The docstrings and type hints
-# also name the package's internal modules and classes (``ollama_magic.client.OpenRequest``,
-# ``ollama_magic.auth``...), which are not part of the public API and have no page here
-# (where they live changes; what they do is told on the pages). Nitpicky mode (``-n``) still
+# also name the package's internal modules and their classes (``ollama_magic.SUBMODULE...``),
+# which are not part of the public API and have no page here (where they live changes;
+# what they do is told on the pages). Nitpicky mode (``-n``) still
 # checks every reference to a public name, ``ollama_magic.NAME``.
 nitpick_ignore_regex = [
     (r"py:.*", r"(?!ollama_magic\.).*"),
