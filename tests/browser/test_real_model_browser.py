@@ -25,6 +25,33 @@ def shot(locator: Any, name: str) -> None:
     locator.screenshot(path=str(SHOTS / f"{name}.png"))
 
 
+def shot_while_streaming(page: Any, index: int, name: str, min_words: int = 45) -> None:
+    """``SHOTS/NAME.png``: cell ``index`` while its answer is still streaming, if that moment is caught.
+
+    The cursor ends the answer only while it streams and is gone for good once the answer is
+    whole, so a cursor still there after the screenshot proves the picture shows an answer in
+    the middle of streaming.  If the answer completes first (a fast machine, a short answer),
+    there is simply no such picture: nothing here depends on timing the test does not control.
+    """
+    path = SHOTS / f"{name}.png"
+    path.unlink(missing_ok=True)
+    page.wait_for_function(
+        "([cells, index, words]) => { const c = document.querySelectorAll(cells)[index];"
+        " if (!c) return false; if (c.querySelector('.ollama-magic-footer')) return true;"
+        " const answer = c.querySelector('.ollama-magic');"
+        " return !!c.querySelector('.ollama-magic-cursor') && !!answer"
+        " && answer.innerText.trim().split(/\\s+/).length >= words; }",
+        arg=[CELLS, index, min_words],
+        timeout=180_000,
+    )
+    cursor = cell(page, index).locator(".ollama-magic-cursor")
+    if cursor.count() == 0:
+        return
+    shot(cell(page, index), name)
+    if cursor.count() == 0:  # it completed while the picture was taken
+        path.unlink(missing_ok=True)
+
+
 def setup(real_model: str) -> str:
     return f"%load_ext ollama_magic\n%config GenerateMagics.model = {real_model!r}"
 
@@ -37,6 +64,7 @@ def test_a_real_answer_streams_in_with_its_footer(page: Any, lab: Any, real_mode
     )
     open_notebook(page, lab.notebook_url("real-answer.ipynb"))
     run_all_cells(page)
+    shot_while_streaming(page, 1, "real-answer-streaming")  # the README's picture
     footer = output(page, 1).locator(".ollama-magic-footer")
     footer.wait_for(timeout=180_000)
     answer = output(page, 1).locator(".ollama-magic > p")
