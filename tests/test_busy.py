@@ -57,7 +57,7 @@ def error_output(shell: Any, capsys: Any, cell: str) -> str:
 
 
 def test_the_default_is_about_a_minute_of_waiting() -> None:
-    # The README says: 6 retries, nominal waits 1, 2, 4, 8, 16, 30 s = 61 s.
+    # docs/busy-servers.md says: 6 retries, nominal waits 1, 2, 4, 8, 16, 30 s = 61 s.
     assert busy.DEFAULT_RETRIES == 6
     assert busy.schedule(busy.DEFAULT_RETRIES) == [1, 2, 4, 8, 16, 30]
     assert 55 <= sum(busy.schedule(busy.DEFAULT_RETRIES)) <= 65

@@ -24,8 +24,8 @@ def magics_sources() -> tuple[Any, dict[str, Any]]:
     the line to change when they move).
     """
     # Internal module paths, here only: REPOINT these two lines when the package moves.
-    from ollama_magic.magics import GenerateMagics
-    from ollama_magic.subcommands import COMMANDS
+    from ollama_magic.notebook.magics import GenerateMagics
+    from ollama_magic.notebook.subcommands import COMMANDS
 
     return GenerateMagics, COMMANDS
 

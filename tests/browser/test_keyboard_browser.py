@@ -8,7 +8,7 @@
 
 A fake Ollama answers the panel (tests/browser/test_panel_browser.py's).  Ctrl+Enter and
 Escape in the panel are not offered: ipywidgets has no key events, and ipyevents listens only
-under the mouse and swallows every key (see README).
+under the mouse and swallows every key (see docs/where-lessons-open.md).
 Screenshots: ``SHOTS/keyboard-<frontend>-*.png``.
 """
 
