@@ -167,6 +167,23 @@ class BatchTable:
         return {"text/plain": self.plain(), "text/html": self.html()}
 
 
+class LiveOutput:
+    """One output of a cell, shown once and then updated in place: the batch's bar that
+    becomes its table, an evaluation's grid that becomes its summary."""
+
+    def __init__(self, display: Callable[..., Any]) -> None:
+        self._display = display
+        self._handle: Any = None
+        self.updates = 0
+
+    def show(self, obj: Any) -> None:
+        if self._handle is None:
+            self._handle = self._display(obj, display_id=True)
+        else:
+            self._handle.update(obj)
+        self.updates += 1
+
+
 class NotebookProgress:
     """The bar in a display handle, updated in place; replaced by the table at the end.
 
@@ -182,21 +199,20 @@ class NotebookProgress:
         prompts: Sequence[str] = (),
         rows: int = 0,
     ) -> None:
-        self._display = display
+        self._live = LiveOutput(display)
         self.interval = interval
         self.prompts = prompts
         self.rows = rows
-        self._handle: Any = None
         self._next = 0.0
         self._last = ""
-        self.updates = 0
+
+    @property
+    def updates(self) -> int:
+        """How many times the output was drawn (bounded by ``interval``, whatever the batch's pace)."""
+        return self._live.updates
 
     def _show(self, obj: Any) -> None:
-        if self._handle is None:
-            self._handle = self._display(obj, display_id=True)
-        else:
-            self._handle.update(obj)
-        self.updates += 1
+        self._live.show(obj)
 
     def start(self, state: BatchState) -> None:
         self._show(BatchProgressBar(state))

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from ..batch.results import BatchResults, BatchState
-from ..batch.view import clip
+from ..batch.view import LiveOutput, clip
 from ..display.render import notebook_display
 from ..engine.result import failure_reason
 from ..engine.result import outcome as status
@@ -393,24 +393,23 @@ class NotebookEvaluation:
     def __init__(
         self, display: Callable[..., Any], tracker: Tracker | None = None, *, rows: int = 8, interval: float = 0.3
     ) -> None:
-        self._display = display
+        self._live = LiveOutput(display)
         self.tracker = tracker
         self.rows = rows
         self.interval = interval
-        self._handle: Any = None
         self._next = 0.0
         self._seen = -1
-        self.updates = 0
+
+    @property
+    def updates(self) -> int:
+        """How many times the grid was drawn (at most once per ``interval``, only after an answer)."""
+        return self._live.updates
 
     def attach(self, tracker: Tracker) -> None:
         self.tracker = tracker
 
     def _show(self, obj: Any) -> None:
-        if self._handle is None:
-            self._handle = self._display(obj, display_id=True)
-        else:
-            self._handle.update(obj)
-        self.updates += 1
+        self._live.show(obj)
 
     def start(self, state: BatchState) -> None:
         assert self.tracker is not None
