@@ -7,6 +7,7 @@ cell below, not run) and the outputs on iopub.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,22 +48,28 @@ class Kernel:
                 return reply["content"], outputs
 
 
-@pytest.fixture(scope="module")
-def kernel(real_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    folder: Path = tmp_path_factory.mktemp("learner")
+@contextlib.contextmanager
+def open_kernel(host: str, model: str, folder: Path) -> Iterator[Kernel]:
+    """A real ipykernel (as JupyterLab starts one) with the extension loaded and ``model`` the default."""
     install_kernelspec(folder / "jupyter")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OLLAMA_HOST", real_host)
+        mp.setenv("OLLAMA_HOST", host)
         mp.setenv("JUPYTER_PATH", str(folder / "jupyter"))
         manager, client = start_new_kernel(kernel_name="python3", startup_timeout=120)
     try:
         k = Kernel(client)
-        reply, _ = k.run(f"%load_ext ollama_magic\n%config GenerateMagics.model = '{SHORT}'")
+        reply, _ = k.run(f"%load_ext ollama_magic\n%config GenerateMagics.model = '{model}'")
         assert reply["status"] == "ok"
         yield k
     finally:
         client.stop_channels()
         manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def kernel(real_host: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    with open_kernel(real_host, SHORT, tmp_path_factory.mktemp("learner")) as k:
+        yield k
 
 
 def shown_text(outputs: list[dict[str, Any]]) -> str:

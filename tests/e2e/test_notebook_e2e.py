@@ -302,7 +302,12 @@ def test_the_answer_streams_into_one_display_updated_in_place(executed: Executed
     texts = [m["content"]["data"]["text/plain"] for m in messages]
     texts = [t for t in texts if not t.startswith("Waiting for ")]  # shown if the model loads slowly
     *live, final = texts
-    assert len(live) >= 2, texts  # several renders while it streamed, before the final one
+    # At least one render while it streamed, before the final one.  How many more depends on
+    # this server's pace (tiny-long writes 200 tokens in about 0.15 s) and on how long a fresh
+    # kernel's first render takes, which no test controls; the pace itself (one render per
+    # interval, slowed by slow renders and by the display budget) is tested with a scripted
+    # clock in tests/test_display.py.
+    assert live, texts
     assert all("tok/s" not in t for t in live)  # live renders have no footer
     assert [len(t) for t in live] == sorted({len(t) for t in live})  # each shows more
     assert all(t and ("Hey now! " * 30).startswith(t) for t in live)

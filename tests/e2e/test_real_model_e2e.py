@@ -21,15 +21,13 @@ from typing import Any
 import pandas as pd
 import pytest
 import requests
-from jupyter_client.manager import start_new_kernel
 
 import ollama_magic
 from ollama_magic import InvalidRequestError
 
 from .conftest import SHORT
 from .support import REPO, assert_one_line, failing_cell, ollama_server_dir, url
-from .test_learner_helpers_e2e import Kernel, shown_text
-from .test_notebook_e2e import install_kernelspec
+from .test_learner_helpers_e2e import Kernel, open_kernel, shown_text
 
 pytestmark = pytest.mark.real_model
 
@@ -188,20 +186,8 @@ def test_images_for_the_real_model_are_one_clear_line(real_ip: Any, capsys: Any,
 
 @pytest.fixture(scope="module")
 def kernel(real_host: str, real_model: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
-    folder: Path = tmp_path_factory.mktemp("real-model")
-    install_kernelspec(folder / "jupyter")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OLLAMA_HOST", real_host)
-        mp.setenv("JUPYTER_PATH", str(folder / "jupyter"))
-        manager, client = start_new_kernel(kernel_name="python3", startup_timeout=120)
-    try:
-        k = Kernel(client)
-        reply, _ = k.run(f"%load_ext ollama_magic\n%config GenerateMagics.model = '{real_model}'")
-        assert reply["status"] == "ok"
+    with open_kernel(real_host, real_model, tmp_path_factory.mktemp("real-model")) as k:
         yield k
-    finally:
-        client.stop_channels()
-        manager.shutdown_kernel(now=True)
 
 
 def test_to_cell_takes_the_code_block_of_a_real_answer(kernel: Kernel) -> None:
