@@ -180,7 +180,7 @@ class OllamaClient:
     so a notebook that changes ``OLLAMA_HOST`` mid-session is obeyed at once.
 
     A busy server (HTTP 503 or 429, which come before any answer text) is asked again up
-    to ``busy_retries`` times (default :data:`ollama_magic.engine.busy.DEFAULT_RETRIES`, about a
+    to ``busy_retries`` times (default :data:`ollama_magic.busy.DEFAULT_RETRIES`, about a
     minute in all), with jittered exponential backoff or the server's ``Retry-After``;
     ``on_retry`` hears of each wait before it starts (to show it).  This is the only place
     that retries: generate(), the magics and the panel all come through here.

@@ -120,8 +120,8 @@ def generate(
     :class:`GenerationInterrupted` carrying the partial result.
 
     A busy server (HTTP 503/429 before any text) is asked again up to ``busy_retries``
-    times (default: about a minute of jittered backoff, see :mod:`ollama_magic.engine.busy`);
-    ``on_retry`` receives a :class:`~ollama_magic.engine.busy.BusyRetry` before each wait (its
+    times (default: about a minute of jittered backoff, see :mod:`ollama_magic.busy`);
+    ``on_retry`` receives a :class:`~ollama_magic.busy.BusyRetry` before each wait (its
     ``message()`` is the line to show), and ``result.busy_retries`` counts them.
 
     ``headers`` go with every request (e.g. ``{"Authorization": "Bearer ..."}``);
