@@ -235,32 +235,49 @@ class NotebookProgress:
             self._show(BatchProgressBar(state, results.summary()))
 
 
-class TerminalProgress:
-    """One text line on a terminal, rewritten in place; only the summary when not a terminal."""
+class LiveLine:
+    """One line of a terminal, rewritten in place: the batch's bar, an evaluation's counts.
+    Only a terminal gets it; a file or a pipe gets the summary at the end instead."""
 
-    def __init__(
-        self, stream: TextIO | None = None, *, interval: float = 0.5, prompts: Sequence[str] = (), rows: int = 0
-    ) -> None:
+    def __init__(self, stream: TextIO | None = None) -> None:
         self._stream = stream
-        self.interval = interval
-        self.prompts = prompts
-        self.rows = rows
-        self._next = 0.0
         self._width = 0
 
     @property
     def out(self) -> TextIO:
         return self._stream or sys.stderr
 
-    def _live(self) -> bool:
+    def live(self) -> bool:
         isatty = getattr(self.out, "isatty", None)
         return bool(isatty and isatty())
 
-    def _line(self, state: BatchState) -> None:
-        text = str(BatchProgressBar(state)._repr_mimebundle_()["text/plain"])
+    def write(self, text: str) -> None:
         self.out.write("\r" + text.ljust(self._width))
         self._width = len(text)
         self.out.flush()
+
+
+class TerminalProgress:
+    """One text line on a terminal, rewritten in place; only the summary when not a terminal."""
+
+    def __init__(
+        self, stream: TextIO | None = None, *, interval: float = 0.5, prompts: Sequence[str] = (), rows: int = 0
+    ) -> None:
+        self._status = LiveLine(stream)
+        self.interval = interval
+        self.prompts = prompts
+        self.rows = rows
+        self._next = 0.0
+
+    @property
+    def out(self) -> TextIO:
+        return self._status.out
+
+    def _live(self) -> bool:
+        return self._status.live()
+
+    def _line(self, state: BatchState) -> None:
+        self._status.write(str(BatchProgressBar(state)._repr_mimebundle_()["text/plain"]))
 
     def start(self, state: BatchState) -> None:
         if self._live():

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from ..batch.results import BatchResults, BatchState
-from ..batch.view import LiveOutput, clip
+from ..batch.view import LiveLine, LiveOutput, clip
 from ..display.render import notebook_display
 from ..engine.result import failure_reason
 from ..engine.result import outcome as status
@@ -436,29 +436,26 @@ class TerminalEvaluation:
     """A terminal: one line of every contender's progress rewritten in place; the table at the end."""
 
     def __init__(self, stream: TextIO | None = None, tracker: Tracker | None = None, *, interval: float = 0.5) -> None:
-        self._stream = stream
+        self._status = LiveLine(stream)
         self.tracker = tracker
         self.interval = interval
         self._next = 0.0
-        self._width = 0
 
     def attach(self, tracker: Tracker) -> None:
         self.tracker = tracker
 
     @property
     def out(self) -> TextIO:
-        return self._stream or sys.stderr
+        return self._status.out
 
     def _live(self) -> bool:
-        isatty = getattr(self.out, "isatty", None)
-        return bool(isatty and isatty())
+        return self._status.live()
 
     def _line(self) -> None:
         assert self.tracker is not None
-        text = " | ".join(f"{cell_text(label)} {t.split(' · ')[0]}" for label, _, t in progress_lines(self.tracker))
-        self.out.write("\r" + text.ljust(self._width))
-        self._width = len(text)
-        self.out.flush()
+        self._status.write(
+            " | ".join(f"{cell_text(label)} {t.split(' · ')[0]}" for label, _, t in progress_lines(self.tracker))
+        )
 
     def start(self, state: BatchState) -> None:
         if self._live():
