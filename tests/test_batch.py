@@ -9,6 +9,7 @@ thread is interrupted once it started), ``badjson`` → an answer that fails a s
 from __future__ import annotations
 
 import _thread
+import io
 import os
 import sqlite3
 import subprocess
@@ -336,3 +337,21 @@ def test_terminal_progress_writes_a_summary_line(echo: EchoOllama, capsys: Any) 
     generate_many(["a", "fail"], "tiny", host=echo.host)
     err = capsys.readouterr().err
     assert "— 2 items · 1 done · 1 failed" in err
+
+
+def test_a_terminal_sees_one_progress_line_rewritten_a_log_only_the_summary(echo: EchoOllama) -> None:
+    from ollama_magic.batch.view import TerminalProgress
+
+    from .conftest import TerminalScreen
+
+    screen, log = TerminalScreen(), io.StringIO()
+    for out in (screen, log):
+        generate_many(
+            [f"item {i}" for i in range(4)], "m", host=echo.host, progress=TerminalProgress(out, interval=0.0)
+        )
+    live, summary = screen.getvalue().split("\n", 1)
+    assert live.startswith("\r") and live.count("\r") >= 2  # the same line, drawn again in place
+    assert "4 / 4" in live.rsplit("\r", 1)[-1]
+    assert "\r" not in log.getvalue()  # a log gets no redrawn line, only the summary
+    for text in (summary, log.getvalue()):
+        assert text.startswith("— 4 items · 4 done · 0 failed"), text

@@ -11,6 +11,7 @@ both answered they agree on 5 (rows 0, 1, 2, 6, 8).
 from __future__ import annotations
 
 import _thread
+import io
 import json
 import threading
 import time
@@ -490,3 +491,20 @@ def test_a_score_function_that_raises_leaves_those_answers_unscored_and_says_so(
     # 9 scored: 8 right, row 4 failed (0)
     assert exact(ev.accuracy("b"), Fraction(8, 9))
     assert ev.results.set_index("row").score.isna().loc["r2"]
+
+
+def test_a_terminal_sees_one_line_per_contender_rewritten_then_the_table(
+    fake: ScriptedOllama, reviews: pd.DataFrame
+) -> None:
+    from ollama_magic.evaluation.view import TerminalEvaluation
+
+    from .conftest import TerminalScreen
+
+    screen, log = TerminalScreen(), io.StringIO()
+    for out in (screen, log):
+        run_eval(fake, reviews, expect="label", progress=TerminalEvaluation(out, interval=0.0))
+    live, table = screen.getvalue().split("\n", 1)
+    assert live.startswith("\r") and live.count("\r") >= 2  # one line, drawn again in place
+    assert "a " in live and " | b " in live  # every contender on it
+    assert "\r" not in log.getvalue()  # a log gets only the table at the end
+    assert "accuracy" in table and "accuracy" in log.getvalue()
