@@ -91,7 +91,8 @@ class _Handle:
         self.counter[0] += 1
 
 
-def notebook_progress(prompts: list[str]) -> tuple[NotebookProgress, list[int]]:
+def counting_display() -> tuple[Callable[..., _Handle], list[int]]:
+    """IPython's display as a kernel would run it (every object formatted), counting the draws."""
     counter = [0]
 
     def display(obj: Any, display_id: bool = False) -> _Handle:
@@ -99,6 +100,11 @@ def notebook_progress(prompts: list[str]) -> tuple[NotebookProgress, list[int]]:
         counter[0] += 1
         return _Handle(counter)
 
+    return display, counter
+
+
+def notebook_progress(prompts: list[str]) -> tuple[NotebookProgress, list[int]]:
+    display, counter = counting_display()
     return NotebookProgress(display, prompts=prompts, rows=10), counter
 
 

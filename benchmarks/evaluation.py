@@ -27,7 +27,13 @@ import statistics
 import time
 from typing import Any
 
-from batch import Server, bare_pool, best, rounds  # benchmarks/ is on the path (python benchmarks/evaluation.py)
+from batch import (  # benchmarks/ is on the path (python benchmarks/evaluation.py)
+    Server,
+    bare_pool,
+    best,
+    counting_display,
+    rounds,
+)
 from run import table
 
 import ollama_magic
@@ -38,25 +44,8 @@ from ollama_magic.evaluation.view import NotebookEvaluation
 MODELS = ["bench", "bench-b"]
 
 
-class _Handle:
-    """A display handle that formats what it is given, as ipykernel's publisher would."""
-
-    def __init__(self, counter: list[int]) -> None:
-        self.counter = counter
-
-    def update(self, obj: Any) -> None:
-        obj._repr_mimebundle_()
-        self.counter[0] += 1
-
-
 def live_view() -> tuple[NotebookEvaluation, list[int]]:
-    counter = [0]
-
-    def display(obj: Any, display_id: bool = False) -> _Handle:
-        obj._repr_mimebundle_()
-        counter[0] += 1
-        return _Handle(counter)
-
+    display, counter = counting_display()
     return NotebookEvaluation(display), counter
 
 

@@ -139,6 +139,28 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 # -- a fake Ollama for what the tiny models cannot say -----------------------------------
 
 
+@contextlib.contextmanager
+def scripted_server(
+    path: str, respond: Callable[[Any], Any], method: str = "POST", json: dict[str, Any] | None = None
+) -> Iterator[str]:
+    """A scripted Ollama on 127.0.0.1 answering ``path`` with ``respond`` (threaded, so a slow
+    answer does not hold up the next request), and each path of ``json`` with that JSON;
+    yields its ``host:port``."""
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.expect_request(path, method=method).respond_with_handler(respond)
+    for other, answer in (json or {}).items():
+        server.expect_request(other).respond_with_json(answer)
+    server.start()
+    try:
+        yield f"127.0.0.1:{server.port}"
+    finally:
+        server.clear()
+        if server.is_running():
+            server.stop()
+
+
 @pytest.fixture
 def fake_ollama() -> Iterator[Any]:
     """A scripted Ollama on 127.0.0.1 (its own pytest-httpserver, not the shared fixture)."""

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from .conftest import scripted_server
 from .jupyterlab_page import (
     SHOTS,
     cell,
@@ -31,10 +32,7 @@ pytest.importorskip("jupyterlab", reason="the browser tests need `pip install ju
 
 @pytest.fixture
 def slow_echo() -> Iterator[str]:
-    from pytest_httpserver import HTTPServer
     from werkzeug.wrappers import Request, Response
-
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
 
     def respond(request: Request) -> Response:
         body = json.loads(request.data or b"{}")
@@ -49,14 +47,8 @@ def slow_echo() -> Iterator[str]:
         ]  # fmt: skip
         return Response("".join(json.dumps(x) + "\n" for x in lines), mimetype="application/x-ndjson")
 
-    server.expect_request("/api/generate", method="POST").respond_with_handler(respond)
-    server.start()
-    try:
-        yield f"127.0.0.1:{server.port}"
-    finally:
-        server.clear()
-        if server.is_running():
-            server.stop()
+    with scripted_server("/api/generate", respond) as host:
+        yield host
 
 
 def test_each_shows_a_progress_bar_then_an_escaped_table(page: Any, lab: Any, slow_echo: str) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import nbformat
 import pytest
 
+from .conftest import scripted_server
 from .jupyterlab_page import (
     SHOTS,
     cell,
@@ -38,10 +39,7 @@ HOSTILE = '<img src=x onerror="window.__pwned=1"> ' + "and a very long answer th
 
 @pytest.fixture
 def scripted() -> Iterator[str]:
-    from pytest_httpserver import HTTPServer
     from werkzeug.wrappers import Request, Response
-
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
 
     def respond(request: Request) -> Response:
         body = json.loads(request.data or b"{}")
@@ -62,14 +60,8 @@ def scripted() -> Iterator[str]:
         ]  # fmt: skip
         return Response("".join(json.dumps(x) + "\n" for x in lines), mimetype="application/x-ndjson")
 
-    server.expect_request("/api/generate", method="POST").respond_with_handler(respond)
-    server.start()
-    try:
-        yield f"127.0.0.1:{server.port}"
-    finally:
-        server.clear()
-        if server.is_running():
-            server.stop()
+    with scripted_server("/api/generate", respond) as host:
+        yield host
 
 
 def shot(locator: Any, name: str) -> None:

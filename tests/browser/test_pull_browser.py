@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from .conftest import scripted_server
 from .jupyterlab_page import SHOTS, cell, open_notebook, output, run_all_cells, wait_all_executed, write_notebook
 
 pytest.importorskip("playwright.sync_api", reason="the browser tests need `pip install playwright`")
@@ -25,10 +26,8 @@ DIGEST = "sha256:c5396e06af294bd101b30dce59131a76d2b773e76950acc870eda801d3ab051
 
 @pytest.fixture
 def slow_pull() -> Iterator[str]:
-    from pytest_httpserver import HTTPServer
     from werkzeug.wrappers import Request, Response
 
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     total = 397_808_192
 
     def respond(request: Request) -> Response:
@@ -44,14 +43,8 @@ def slow_pull() -> Iterator[str]:
 
         return Response(lines(), mimetype="application/x-ndjson")
 
-    server.expect_request("/api/pull", method="POST").respond_with_handler(respond)
-    server.start()
-    try:
-        yield f"127.0.0.1:{server.port}"
-    finally:
-        server.clear()
-        if server.is_running():
-            server.stop()
+    with scripted_server("/api/pull", respond) as host:
+        yield host
 
 
 def test_pull_shows_a_live_progress_bar_then_the_result(page: Any, lab: Any, slow_pull: str) -> None:
@@ -88,10 +81,7 @@ def test_pull_shows_a_live_progress_bar_then_the_result(page: Any, lab: Any, slo
 @pytest.fixture
 def failing_pull() -> Iterator[str]:
     """A server that cannot reach the registry: "pulling manifest", then Ollama's error."""
-    from pytest_httpserver import HTTPServer
     from werkzeug.wrappers import Request, Response
-
-    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
 
     def respond(request: Request) -> Response:
         def lines() -> Iterator[bytes]:
@@ -102,15 +92,8 @@ def failing_pull() -> Iterator[str]:
 
         return Response(lines(), mimetype="application/x-ndjson")
 
-    server.expect_request("/api/pull", method="POST").respond_with_handler(respond)
-    server.expect_request("/api/tags").respond_with_json({"models": []})
-    server.start()
-    try:
-        yield f"127.0.0.1:{server.port}"
-    finally:
-        server.clear()
-        if server.is_running():
-            server.stop()
+    with scripted_server("/api/pull", respond, json={"/api/tags": {"models": []}}) as host:
+        yield host
 
 
 def test_a_failed_pull_shows_a_red_bar_that_says_failed(page: Any, lab: Any, failing_pull: str) -> None:

@@ -79,32 +79,22 @@ def check_saved(path: Path) -> nbformat.NotebookNode:
     return nb
 
 
+def python_m(
+    *args: str, env: dict[str, str], timeout: float = 300, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``python -m ARGS`` as a person would run it in a terminal, its output kept for the assertion."""
+    return subprocess.run(
+        [sys.executable, "-m", *args], env=env, cwd=cwd, check=False, capture_output=True, text=True, timeout=timeout
+    )
+
+
 @pytest.mark.parametrize("path", HEADLESS, ids=[p.name for p in HEADLESS])
 def test_papermill_with_a_model_parameter_then_html(path: Path, env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / path.name
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "papermill",
-            str(path),
-            str(out),
-            "-p",
-            "model",
-            SHORT,
-            "-k",
-            "python3",
-            "--cwd",
-            str(tmp_path),
-            "--execution-timeout",
-            "120",
-            "--no-progress-bar",
-        ],
+    run = python_m(
+        *("papermill", str(path), str(out), "-p", "model", SHORT, "-k", "python3", "--cwd", str(tmp_path)),
+        *("--execution-timeout", "120", "--no-progress-bar"),
         env={**env, "OLLAMA_MAGIC_MODEL": ""},  # the model comes from the parameter alone
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     nb = check_saved(out)
@@ -113,22 +103,9 @@ def test_papermill_with_a_model_parameter_then_html(path: Path, env: dict[str, s
     text = json.dumps(nb)
     if path.name != "classroom_app.ipynb":  # a panel answers only when clicked
         assert f"model: {SHORT}" in text or SHORT in text
-    html = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "nbconvert",
-            "--to",
-            "html",
-            str(out),
-            "--output-dir",
-            str(tmp_path / "html"),
-        ],
+    html = python_m(
+        *("jupyter", "nbconvert", "--to", "html", str(out), "--output-dir", str(tmp_path / "html")),
         env=env,
-        check=False,
-        capture_output=True,
-        text=True,
         timeout=120,
     )
     assert html.returncode == 0, html.stderr[-3000:]
@@ -140,27 +117,11 @@ def test_papermill_with_a_model_parameter_then_html(path: Path, env: dict[str, s
 @pytest.mark.parametrize("path", [p for p in HEADLESS if p.name == "conversations.ipynb"], ids=lambda p: p.name)
 def test_nbconvert_execute(path: Path, env: dict[str, str], tmp_path: Path) -> None:
     out = tmp_path / "out.ipynb"
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "jupyter",
-            "nbconvert",
-            "--to",
-            "notebook",
-            "--execute",
-            str(path),
-            "--output",
-            str(out),
-            "--ExecutePreprocessor.timeout=120",
-            "--ExecutePreprocessor.kernel_name=python3",
-        ],
+    run = python_m(
+        *("jupyter", "nbconvert", "--to", "notebook", "--execute", str(path), "--output", str(out)),
+        *("--ExecutePreprocessor.timeout=120", "--ExecutePreprocessor.kernel_name=python3"),
         env={**env, "OLLAMA_MAGIC_MODEL": SHORT},
         cwd=tmp_path,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
     assert run.returncode == 0, run.stderr[-3000:]
     nb = check_saved(out)
